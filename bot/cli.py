@@ -1,0 +1,138 @@
+"""The ``shiftbot`` command. Imports stay lazy: ``shiftbot console -c help`` must start fast."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from bot import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shiftbot",
+        description="ChatOps for the on-call shifters of scientific pipelines.",
+    )
+    parser.add_argument("--version", action="version", version=f"shiftbot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", metavar="PATH",
+                       help="config file (default: $SHIFTBOT_CONFIG, else config/shiftbot.yaml)")
+        return p
+
+    console = with_config(sub.add_parser("console", help="an interactive console (or one command)"))
+    who = console.add_mutually_exclusive_group()
+    who.add_argument("--as", dest="person", metavar="PERSON",
+                     help="act as this configured person (default: bot.console_person)")
+    who.add_argument("--anonymous", action="store_true",
+                     help="act as an unidentified platform user (to try the deny path)")
+    console.add_argument("--channel", metavar="NAME", help="channel alias to act in")
+    console.add_argument("-c", dest="one_shot", metavar="COMMAND",
+                         help="run one command and exit: 0 ok, 1 error, 2 denied, "
+                              "3 waiting for confirmation/approval")
+    with_config(sub.add_parser("run", help="run the bot: adapters, HTTP server, scheduler"))
+    with_config(sub.add_parser("check-config", help="validate the configuration"))
+    mattermost = sub.add_parser("mattermost", help="Mattermost tools")
+    mm_sub = mattermost.add_subparsers(dest="mm_command", metavar="ACTION", required=True)
+    with_config(mm_sub.add_parser(
+        "register-commands",
+        help="create or update the slash commands on the server and print their tokens"))
+    return parser
+
+
+def _load(path: str | None):  # type: ignore[no-untyped-def]
+    from bot.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print("Configuration problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def check_config(path: str | None) -> int:
+    from bot.checks import check_references, summary
+    from bot.config import ConfigError, load_config
+    from bot.registry import Registry
+    from bot.secrets import masker
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(masker.mask(str(problem)))
+        print(f"{len(exc.problems)} problem(s) found.")
+        return 1
+    registry = Registry().load(config.bot.handlers)
+    problems = check_references(config, registry)
+    for problem in problems:
+        print(masker.mask(str(problem)))
+    if problems:
+        print(f"{len(problems)} problem(s) found.")
+        return 1
+    print(summary(config, registry))
+    return 0
+
+
+async def _console(args: argparse.Namespace) -> int:
+    from bot.adapters.console import ConsoleAdapter, ConsoleSession
+    from bot.checks import check_references
+    from bot.core import Bot
+    from bot.observability import init_sentry
+
+    config = _load(args.config)
+    person = None if args.anonymous else (args.person or config.bot.console_person)
+    if person is not None and person not in config.people:
+        known = ", ".join(sorted(config.people)) or "nobody"
+        print(f"shiftbot: no person '{person}' in the config (known: {known})", file=sys.stderr)
+        return 1
+    init_sentry(config)
+    bot = await Bot.create(config)
+    try:
+        problems = check_references(config, bot.registry)
+        if problems:
+            print("Configuration problems (run 'shiftbot check-config'):", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+        console = ConsoleAdapter(bot, ConsoleSession(person, args.channel))
+        if args.one_shot is not None:
+            return await console.run_once(args.one_shot)
+        return await console.repl()
+    finally:
+        await bot.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 0
+    if args.command == "check-config":
+        return check_config(args.config)
+    from bot.observability import setup_logging
+
+    if args.command == "console":
+        setup_logging("WARNING")
+        return asyncio.run(_console(args))
+    setup_logging("INFO")
+    config = _load(args.config)
+    if args.command == "run":
+        from bot.runtime import serve
+
+        asyncio.run(serve(config))
+        return 0
+    if args.command == "mattermost":
+        from bot.adapters.mattermost import register_commands_cli
+
+        return asyncio.run(register_commands_cli(config))
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

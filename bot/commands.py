@@ -1,0 +1,205 @@
+"""Declaring commands: metadata only.
+
+A handler module declares what it offers with :func:`command`; nothing is registered at import
+time. ``bot/registry.py`` collects the declarations from the handler modules in one place, and
+the dispatcher (``bot/core.py``) parses, gates, runs and audits every call. The same declaration
+serves Slack and Mattermost slash commands, mentions, prefixed messages, buttons, the console and
+the scheduler.
+
+    from bot.commands import Arg, Opt, command
+    from bot.reply import Reply
+
+    @command("condor hold", summary="Hold jobs", permission="condor.hold",
+             args=[Arg("jobs", kind="jobid", many=True)], options=[Opt("reason", kind="text")])
+    async def hold(ctx: Context) -> Reply: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from bot.reply import Reply
+
+if TYPE_CHECKING:
+    from bot.core import Bot
+    from bot.identity import Caller
+
+Kind = Literal["word", "int", "duration", "jobid", "text", "choice", "flag"]
+
+# What a "word" slot accepts: names, hostnames, pool names, batch names, durations, ids.
+WORD_PATTERN = r"[A-Za-z0-9_.@:/+=,*-]{1,200}"
+
+
+class CommandError(Exception):
+    """An expected failure a handler reports to the caller as a one-line message (no traceback):
+    "schedd cms-01 did not answer within 10 s", "no submit description 'gwcelery'"."""
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    """A positional argument."""
+
+    name: str
+    help: str = ""
+    kind: Kind = "word"
+    required: bool = True
+    many: bool = False  # consumes every remaining positional (JOBID...)
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None  # full-match regex on top of the kind's own check
+    secret: bool = False  # redacted in the audit log
+    max_length: int = 500
+
+    @property
+    def metavar(self) -> str:
+        base = self.name.upper() + ("..." if self.many else "")
+        return base if self.required else f"[{base}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Opt:
+    """An option: ``--name value``, ``--name=value`` or ``name=value``.
+
+    ``kind="flag"`` takes no value."""
+
+    name: str
+    help: str = ""
+    kind: Kind = "word"
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+    default: Any = None
+    secret: bool = False
+    max_length: int = 500
+
+    @property
+    def usage(self) -> str:
+        if self.kind == "flag":
+            return f"[--{self.name}]"
+        value = "|".join(self.choices) if self.choices else self.name.upper()
+        return f"[--{self.name} {value}]"
+
+
+@dataclass(slots=True)
+class Context:
+    """What a handler receives. It knows nothing about the chat platform."""
+
+    bot: Bot
+    caller: Caller
+    spec: CommandSpec
+    args: dict[str, Any]
+    invocation_id: str
+    # Adapters may pass a callback that shows progress (e.g. "3 of 12 jobs gone").
+    progress_callback: Callable[[str], Awaitable[None]] | None = None
+
+    async def progress(self, text: str) -> None:
+        if self.progress_callback is not None:
+            await self.progress_callback(text)
+
+
+Handler = Callable[[Context], Awaitable[Reply]]
+
+
+@dataclass(slots=True)
+class CommandSpec:
+    family: str
+    name: str  # subcommand name; "" for a family that is a single command (help, whoami)
+    summary: str
+    handler: Handler
+    permission: str
+    args: tuple[Arg, ...] = ()
+    options: tuple[Opt, ...] = ()
+    help: str = ""
+    examples: tuple[str, ...] = ()
+    destructive: bool = False  # asks the caller to confirm before it runs
+    slow: bool = False  # may take more than a second: adapters ack first, answer later
+    public: bool = False  # results go to the channel unless the caller adds --private
+    timeout: float = 60.0  # the dispatcher's deadline for the handler
+    hidden: bool = False  # not listed by help (confirm/cancel plumbing)
+
+    @property
+    def key(self) -> str:
+        """``condor.q`` or ``help``: what permissions, audit and metrics speak of."""
+        return f"{self.family}.{self.name}" if self.name else self.family
+
+    @property
+    def words(self) -> str:
+        return f"{self.family} {self.name}" if self.name else self.family
+
+    def usage(self) -> str:
+        parts = [self.words, *(a.metavar for a in self.args), *(o.usage for o in self.options)]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """Optional module-level ``FAMILY = Family(...)``: the heading ``help`` shows."""
+
+    name: str
+    summary: str
+    order: int = 100
+
+
+@dataclass(slots=True)
+class _Declaration:
+    words: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def command(
+    words: str,
+    *,
+    summary: str,
+    permission: str | None = None,
+    args: list[Arg] | tuple[Arg, ...] = (),
+    options: list[Opt] | tuple[Opt, ...] = (),
+    help: str = "",
+    examples: list[str] | tuple[str, ...] = (),
+    destructive: bool = False,
+    slow: bool = False,
+    public: bool = False,
+    timeout: float = 60.0,
+    hidden: bool = False,
+) -> Callable[[Handler], Handler]:
+    """Attach a command declaration to a handler coroutine; the registry picks it up."""
+    parts = words.split()
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(f"command words must be 'family' or 'family sub', got {words!r}")
+
+    def attach(func: Handler) -> Handler:
+        declarations: list[_Declaration] = getattr(func, "__shiftbot_commands__", [])
+        declarations.append(
+            _Declaration(
+                words,
+                dict(
+                    summary=summary,
+                    permission=permission,
+                    args=tuple(args),
+                    options=tuple(options),
+                    help=help,
+                    examples=tuple(examples),
+                    destructive=destructive,
+                    slow=slow,
+                    public=public,
+                    timeout=timeout,
+                    hidden=hidden,
+                ),
+            )
+        )
+        func.__shiftbot_commands__ = declarations  # type: ignore[attr-defined]
+        return func
+
+    return attach
+
+
+def specs_of(func: Any) -> list[CommandSpec]:
+    """The :class:`CommandSpec` objects declared on ``func`` (empty when none)."""
+    result = []
+    for decl in getattr(func, "__shiftbot_commands__", []):
+        family, _, name = decl.words.partition(" ")
+        kwargs = dict(decl.kwargs)
+        permission = kwargs.pop("permission") or (f"{family}.{name}" if name else family)
+        result.append(
+            CommandSpec(family=family, name=name, handler=func, permission=permission, **kwargs)
+        )
+    return result

@@ -1,0 +1,363 @@
+"""The configuration file: one YAML document validated into typed models.
+
+Loading order: ``--config PATH``, else ``$SHIFTBOT_CONFIG``, else ``config/shiftbot.yaml``.
+Before validation every string may use ``${VAR}`` (environment) and every key ``k`` may instead
+be given as ``k_file: /path`` (the file's content, stripped). Unknown keys are errors. Problems are
+reported with their key path (``roles.shifter.allow[2]``) and a hint; see :func:`load_config`
+and ``bot/checks.py`` for the checks that need the command registry.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from bot.secrets import masker
+
+DEFAULT_CONFIG_PATH = Path("config/shiftbot.yaml")
+ENV_CONFIG = "SHIFTBOT_CONFIG"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# ---------------------------------------------------------------------------------------- bot
+
+
+class HttpConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)  # 0 picks a free port (tests)
+    public_url: str | None = None  # how chat servers reach us (buttons, slash commands)
+
+
+class BotConfig(Strict):
+    name: str = "shiftbot"
+    timezone: str = "UTC"
+    database: str = "sqlite:///var/shiftbot.db"
+    http: HttpConfig = HttpConfig()
+    sentry_dsn: SecretStr | None = None
+    environment: str = "production"
+    console_person: str | None = None
+    # What anybody may run, identified or not (deny by default for everything else).
+    unknown_user_allow: list[str] = ["help", "whoami"]
+    templates_dir: str | None = None  # overrides config/templates/ file by file
+    approval_timeout_minutes: float = Field(15, gt=0)
+    confirmation_timeout_minutes: float = Field(5, gt=0)
+    max_table_rows: int = Field(40, ge=1)
+    handlers: list[str] | None = None  # handler modules to load; default: every handlers.* module
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {value!r} (e.g. 'Europe/Zurich')") from exc
+        return value
+
+
+# --------------------------------------------------------------------- people and permissions
+
+
+class PersonConfig(Strict):
+    name: str | None = None  # display name
+    slack: str | None = Field(None, pattern=r"^[UW][A-Z0-9]{2,}$")  # immutable Slack user id
+    mattermost: str | None = Field(None, pattern=r"^[a-z0-9]{26}$")  # immutable Mattermost id
+    # A username is resolved to the immutable id by the Mattermost adapter at startup.
+    mattermost_username: str | None = None
+    email: str | None = None
+
+
+class RoleConfig(Strict):
+    description: str = ""
+    allow: list[str] = []  # permission globs over family.subcommand: condor.*, status
+    inherits: list[str] = []
+    # permission glob -> role whose holder (another person) must approve: {"restart.*": expert}
+    approval: dict[str, str] = {}
+
+
+class GrantConfig(Strict):
+    role: str
+    people: list[str] = []
+    groups: list[str] = []
+    channels: list[str] | None = None  # channel aliases; None = everywhere
+
+
+class ChannelConfig(Strict):
+    description: str = ""
+
+
+# --------------------------------------------------------------------------------- platforms
+
+
+class SlackConfig(Strict):
+    enabled: bool = True
+    mode: Literal["socket", "http"] = "socket"
+    bot_token: SecretStr
+    app_token: SecretStr | None = None  # xapp-..., socket mode
+    signing_secret: SecretStr | None = None  # http mode
+    api_url: str = "https://slack.com/api/"
+    # slash command -> family it maps to (None: the full command line, as /shiftbot)
+    commands: dict[str, str | None] = {"/shiftbot": None}
+    channels: dict[str, str] = {}  # alias -> channel id (C...) or name (#ops)
+    ack_budget_seconds: float = Field(2.0, gt=0, lt=3)
+
+
+class MattermostConfig(Strict):
+    enabled: bool = True
+    url: str  # scheme://host:port
+    token: SecretStr  # bot account access token
+    team: str
+    command_tokens: list[SecretStr] = []
+    command_prefix: str = "!"
+    commands: dict[str, str | None] = {"shiftbot": None}  # trigger -> family
+    channels: dict[str, str] = {}  # alias -> channel name or id
+    action_secret: SecretStr | None = None  # HMAC key for button contexts (default: derived)
+    request_timeout_seconds: float = Field(10, gt=0)
+
+
+# ----------------------------------------------------------------------------------- HTCondor
+
+
+class SubmitDescription(Strict):
+    file: str | None = None
+    text: str | None = None
+    attributes: dict[str, str] = {}  # extra submit commands: accounting_group, ...
+    batch_name: str | None = None  # the batch `resubmit` removes and waits for
+
+
+class CondorPoolConfig(Strict):
+    backend: Literal["htcondor", "demo"] = "htcondor"
+    collector: str | None = None  # host[:port]
+    schedd: str | None = None  # schedd name, located through the collector
+    schedd_address: str | None = None  # <host:port?...> sinful string, no collector needed
+    scope: str | None = None  # constraint applied to every query and action
+    timeout_seconds: float = Field(10, gt=0)
+    submit: dict[str, SubmitDescription] = {}
+    environment: dict[str, str] = {}  # _CONDOR_* knobs for the worker
+    demo_jobs: int = Field(300, ge=0)  # demo backend: queue size
+    demo_seed: int = 1
+
+
+class CondorConfig(Strict):
+    default_pool: str | None = None
+    pools: dict[str, CondorPoolConfig] = {}
+    resubmit_wait_seconds: float = Field(120, gt=0)
+
+
+class LaterSection(Strict):
+    """A section a later release fills in; accepted (empty) so configs can carry it now."""
+
+
+# ------------------------------------------------------------------------------------- root
+
+
+class Config(Strict):
+    bot: BotConfig = BotConfig()
+    people: dict[str, PersonConfig] = {}
+    groups: dict[str, list[str]] = {}
+    roles: dict[str, RoleConfig] = {}
+    grants: list[GrantConfig] = []
+    channels: dict[str, ChannelConfig] = {}
+    slack: SlackConfig | None = None
+    mattermost: MattermostConfig | None = None
+    condor: CondorConfig = CondorConfig()
+    status: LaterSection | None = None
+    restart: LaterSection | None = None
+    alerts: LaterSection | None = None
+    gitlab: LaterSection | None = None
+    sentry: LaterSection | None = None
+    meetings: LaterSection | None = None
+    shifts: LaterSection | None = None
+    digests: LaterSection | None = None
+
+    # Where the file was read from: relative paths (templates, submit files) resolve against it.
+    source_dir: Path = Field(default=Path("."), exclude=True)
+
+
+# ------------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(masker.mask(str(p)) for p in problems))
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    return DEFAULT_CONFIG_PATH
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _interpolate(node: Any, loc: tuple[Any, ...], problems: list[Problem], base: Path) -> Any:
+    """Expand ``${VAR}`` and ``key_file:`` in the raw YAML tree."""
+    if isinstance(node, str):
+
+        def expand(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                problems.append(
+                    Problem(format_path(loc), f"environment variable {name} is not set",
+                            "export it or use a *_file key")
+                )
+                return ""
+            return os.environ[name]
+
+        return _VAR.sub(expand, node)
+    if isinstance(node, list):
+        return [_interpolate(v, (*loc, i), problems, base) for i, v in enumerate(node)]
+    if isinstance(node, dict):
+        out: dict[Any, Any] = {}
+        for key, value in node.items():
+            if isinstance(key, str) and key.endswith("_file") and isinstance(value, str):
+                target = key[: -len("_file")]
+                if target in node:
+                    problems.append(Problem(format_path((*loc, key)),
+                                            f"both {target} and {key} are set", "keep one"))
+                    continue
+                path = Path(_interpolate(value, (*loc, key), problems, base))
+                if not path.is_absolute():
+                    path = base / path
+                try:
+                    content = path.read_text().strip()
+                except OSError as exc:
+                    problems.append(Problem(format_path((*loc, key)),
+                                            f"cannot read {path}: {exc.strerror}"))
+                    continue
+                masker.add(content)  # anything read from a file is treated as a secret
+                out[target] = content
+            else:
+                out[key] = _interpolate(value, (*loc, key), problems, base)
+        return out
+    return node
+
+
+def _hint_for(error: dict[str, Any], model: type[BaseModel] | None) -> str:
+    if error["type"] == "extra_forbidden" and model is not None:
+        name = str(error["loc"][-1])
+        close = difflib.get_close_matches(name, list(model.model_fields), n=1)
+        if close:
+            return f"did you mean '{close[0]}'?"
+        return "allowed: " + ", ".join(f for f in model.model_fields if f != "source_dir")
+    return ""
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that owns the last key of ``loc`` (for 'did you mean' hints)."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            if field is None:
+                return None
+            model = _unwrap(field.annotation)
+        elif isinstance(part, (int, str)) and model is not None:
+            continue
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Find the model inside ``X | None``, ``dict[str, X]`` and ``list[X]``."""
+    args = getattr(annotation, "__args__", None)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in args or ():
+        found = _unwrap(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_config(raw: Any, source_dir: Path = Path(".")) -> Config:
+    """Validate an already-parsed YAML tree (tests build configs from dicts)."""
+    problems: list[Problem] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem("", "the configuration must be a mapping of sections")])
+    expanded = _interpolate(raw, (), problems, source_dir)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        config = Config.model_validate(expanded)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = f"unknown key '{loc[-1]}'"
+            problems.append(Problem(format_path(loc), message, _hint_for(error, _model_at(loc))))
+        raise ConfigError(problems) from None
+    config.source_dir = source_dir
+    _register_secrets(config)
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    file = resolve_config_path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot read config file {file}: {exc.strerror}",
+                                   "pass --config PATH or set SHIFTBOT_CONFIG")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([Problem("", f"{file} is not valid YAML{where}")]) from None
+    return parse_config(raw, file.resolve().parent)
+
+
+def _register_secrets(node: Any) -> None:
+    if isinstance(node, SecretStr):
+        masker.add(node.get_secret_value())
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            _register_secrets(getattr(node, name))
+    elif isinstance(node, dict):
+        for value in node.values():
+            _register_secrets(value)
+    elif isinstance(node, list):
+        for value in node:
+            _register_secrets(value)
+
+
+def secret_value(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None

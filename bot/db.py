@@ -1,0 +1,217 @@
+"""The database: SQLAlchemy 2 Core, SQLite (WAL) by default, PostgreSQL by URL.
+
+Every query runs on a small thread pool (one thread for SQLite, whose writer is single anyway),
+so the event loop never waits on disk. The schema is created and upgraded by numbered migration
+steps recorded in ``schema_version``: a database newer than the code is refused rather than
+silently used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False, index=True),
+    Column("person", String(100), nullable=True, index=True),  # None: unknown platform user
+    Column("platform", String(20), nullable=False),
+    Column("platform_user", String(100), nullable=False),
+    Column("channel", String(200), nullable=True),
+    Column("command", String(100), nullable=True, index=True),  # condor.rm; None: unparsable
+    Column("arguments", Text, nullable=False, default=""),  # secrets redacted
+    Column("decision", String(40), nullable=False),
+    Column("outcome", String(20), nullable=True),  # ok | error | timeout | running
+    Column("duration_ms", Float, nullable=True),
+    Column("approver", String(100), nullable=True),
+    Column("request_id", String(20), nullable=True),
+    Column("detail", Text, nullable=True),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(20), primary_key=True),
+    Column("kind", String(20), nullable=False),  # confirm | approval
+    Column("status", String(20), nullable=False),  # pending | running | done | cancelled | ...
+    Column("command", String(100), nullable=False),  # the permission key, condor.rm
+    Column("text", Text, nullable=False),  # the normalised command line, re-parsed to run
+    Column("platform", String(20), nullable=False),
+    Column("platform_user", String(100), nullable=False),
+    Column("person", String(100), nullable=False),
+    Column("channel_id", String(200), nullable=True),
+    Column("channel_alias", String(100), nullable=True),
+    Column("thread_id", String(200), nullable=True),
+    Column("approval_role", String(100), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("outcome", String(20), nullable=True),
+    Index("ix_requests_status_expires", "status", "expires_at"),
+)
+
+
+def _migration_1(conn: Connection) -> None:
+    audit.create(conn)
+    requests.create(conn)
+
+
+# (version, description, step). Append only; never edit a released step.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "audit log and pending requests", _migration_1),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+class SchemaError(Exception):
+    pass
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def make_engine(url: str, base_dir: Path | None = None) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=5, future=True)
+    database = parsed.database or ""
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    if database in ("", ":memory:"):
+        kwargs["poolclass"] = StaticPool
+    else:
+        path = Path(database)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parsed = parsed.set(database=str(path))
+    engine = create_engine(parsed, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def current_version(conn: Connection) -> int:
+    if not inspect(conn).has_table("schema_version"):
+        return 0
+    return conn.execute(select(schema_version.c.version).order_by(
+        schema_version.c.version.desc()).limit(1)).scalar() or 0
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the schema to :data:`LATEST`; returns the version found before."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two replicas starting at once must not both run a step.
+            conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+        if not inspect(conn).has_table("schema_version"):
+            schema_version.create(conn)
+        found = current_version(conn)
+        if found > LATEST:
+            raise SchemaError(
+                f"database schema version {found} is newer than this shiftbot "
+                f"(knows up to {LATEST}): upgrade shiftbot, or point it at another database"
+            )
+        for version, description, step in MIGRATIONS:
+            if version > found:
+                log.info("migrating database to version %d: %s", version, description)
+                step(conn)
+                conn.execute(schema_version.insert().values(
+                    version=version, description=description, applied_at=utcnow()))
+        return found
+
+
+class Database:
+    """An engine plus the executor its calls run on."""
+
+    def __init__(self, url: str, base_dir: Path | None = None) -> None:
+        self.url = url
+        self.engine = make_engine(url, base_dir)
+        workers = 1 if self.engine.dialect.name == "sqlite" else 4
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> int:
+        return migrate(self.engine)
+
+    async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``func(connection, *args)`` in a transaction, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(self.call, func, *args, **kwargs)
+        )
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """The synchronous form of :meth:`run` (CLI tools, tests)."""
+        with self.engine.begin() as conn:
+            return func(conn, *args, **kwargs)
+
+    async def ping(self) -> bool:
+        await self.run(lambda conn: conn.execute(text("SELECT 1")).scalar())
+        return True
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()

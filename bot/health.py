@@ -1,0 +1,45 @@
+"""Per-component health, as ``/healthz`` reports it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class ComponentState:
+    ok: bool
+    detail: str = ""
+    since: float = field(default_factory=time.time)
+
+
+# A probe is awaited on every /healthz; it returns the component's state.
+Probe = Callable[[], Awaitable[ComponentState]]
+
+
+class Health:
+    def __init__(self) -> None:
+        self._states: dict[str, ComponentState] = {}
+        self._probes: dict[str, Probe] = {}
+
+    def set(self, component: str, ok: bool, detail: str = "") -> None:
+        """Record a state pushed by a component (adapters call this on connect/disconnect)."""
+        previous = self._states.get(component)
+        if previous is not None and previous.ok == ok:
+            previous.detail = detail
+            return
+        self._states[component] = ComponentState(ok, detail)
+
+    def register(self, component: str, probe: Probe) -> None:
+        """A component whose state is computed on demand (the database, a socket's age)."""
+        self._probes[component] = probe
+
+    async def snapshot(self) -> dict[str, ComponentState]:
+        states = dict(self._states)
+        for name, probe in self._probes.items():
+            try:
+                states[name] = await probe()
+            except Exception as exc:  # a failing probe is an unhealthy component
+                states[name] = ComponentState(False, f"probe failed: {exc}")
+        return states

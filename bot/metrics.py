@@ -1,0 +1,35 @@
+"""Prometheus metrics on a registry of the bot's own (tests build many bots per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from bot import __version__
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.commands = Counter(
+            "shiftbot_commands", "Commands handled, by family and gate decision",
+            ["family", "decision"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "shiftbot_command_duration_seconds", "Time from receipt to reply, by family",
+            ["family"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "shiftbot_auth_failures", "Inbound requests refused with 401, by source",
+            ["source"], registry=self.registry,
+        )
+        self.component_up = Gauge(
+            "shiftbot_component_up", "1 when the component is healthy",
+            ["component"], registry=self.registry,
+        )
+        info = Gauge("shiftbot_build_info", "Version", ["version"], registry=self.registry)
+        info.labels(version=__version__).set(1)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,237 @@
+"""Command lines -> (command, validated arguments). Never raises anything but :class:`ParseError`.
+
+Syntax: ``family [sub] [positional ...] [--opt value | --opt=value | opt=value | --flag]``,
+with shell-style quoting (``--reason "disk full"``) and ``--`` ending options. Every value is
+checked against its slot's kind and pattern: user text only fills whitelisted slots.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bot.commands import WORD_PATTERN, Arg, CommandSpec, Opt
+
+if TYPE_CHECKING:
+    from bot.registry import Registry
+
+MAX_LINE = 2000
+_WORD = re.compile(WORD_PATTERN)
+_INT = re.compile(r"-?\d{1,12}")
+_JOBID = re.compile(r"\d{1,12}(\.\d{1,9})?")
+_DURATION = re.compile(r"(\d{1,6})([smhdw])")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Free text: printable, no control characters (newlines would forge log and audit lines).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+GLOBAL_FLAGS = {"public", "private", "help"}
+
+
+class ParseError(Exception):
+    """Bad input: ``message`` says what, ``spec`` (when known) gives the usage to show."""
+
+    def __init__(self, message: str, spec: CommandSpec | None = None,
+                 family: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.spec = spec
+        self.family = family
+
+
+@dataclass(slots=True)
+class Parsed:
+    spec: CommandSpec
+    args: dict[str, Any]
+    flags: set[str] = field(default_factory=set)  # global flags: public, private, help
+    text: str = ""  # the normalised command line (for audit and re-runs after approval)
+
+
+def tokenize(text: str) -> list[str]:
+    if len(text) > MAX_LINE:
+        raise ParseError(f"command line too long ({len(text)} characters, at most {MAX_LINE})")
+    if "\x00" in text:
+        raise ParseError("command line contains a NUL character")
+    try:
+        lexer = shlex.shlex(text, posix=True, punctuation_chars=False)
+        lexer.whitespace_split = True
+        lexer.commenters = ""
+        return list(lexer)
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        raise ParseError(f"cannot read the command line: {str(exc).lower()}") from None
+
+
+def suggest(word: str, candidates: list[str]) -> str | None:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def convert(slot: Arg | Opt, raw: str) -> Any:
+    """Check and convert one value for its slot; raises ParseError with a clear message."""
+    name = slot.name
+    if len(raw) > slot.max_length:
+        raise ParseError(f"{name}: too long ({len(raw)} characters, at most {slot.max_length})")
+    kind = slot.kind
+    value: Any
+    if kind == "choice" or slot.choices:
+        lowered = raw.lower()
+        if lowered not in slot.choices:
+            hint = suggest(lowered, list(slot.choices))
+            extra = f" (did you mean '{hint}'?)" if hint else ""
+            raise ParseError(
+                f"{name}: '{raw}' is not one of {', '.join(slot.choices)}{extra}"
+            )
+        value = lowered
+    elif kind == "int":
+        if not _INT.fullmatch(raw):
+            raise ParseError(f"{name}: expected a whole number, got '{raw}'")
+        value = int(raw)
+    elif kind == "jobid":
+        if not _JOBID.fullmatch(raw):
+            raise ParseError(f"{name}: expected a job id like 1234 or 1234.0, got '{raw}'")
+        value = raw
+    elif kind == "duration":
+        match = _DURATION.fullmatch(raw.lower())
+        if not match:
+            raise ParseError(f"{name}: expected a duration like 30m, 24h or 7d, got '{raw}'")
+        value = int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+    elif kind == "text":
+        if _CONTROL.search(raw):
+            raise ParseError(f"{name}: control characters are not allowed")
+        value = raw
+    else:  # word
+        if not _WORD.fullmatch(raw):
+            raise ParseError(
+                f"{name}: '{raw}' has characters that are not allowed here "
+                "(letters, digits and _ . @ : / + = , * - only)"
+            )
+        value = raw
+    if slot.pattern is not None and not re.fullmatch(slot.pattern, raw):
+        raise ParseError(f"{name}: '{raw}' is not a valid {name}")
+    return value
+
+
+def parse(registry: Registry, text: str) -> Parsed:
+    tokens = tokenize(text.strip())
+    if not tokens:
+        raise ParseError("empty command")
+    family_name = tokens[0].lower()
+    family = registry.families.get(family_name)
+    if family is None:
+        hint = suggest(family_name, registry.command_words())
+        msg = f"unknown command '{tokens[0]}'"
+        msg += f" (did you mean '{hint}'?)" if hint else ""
+        raise ParseError(msg + "; try 'help'")
+    rest = tokens[1:]
+    spec = family.commands.get("")
+    if spec is None:
+        if not rest or rest[0].startswith("-"):
+            if rest and rest[0] in ("--help", "-h"):
+                raise ParseError("help", family=family_name)
+            raise ParseError(f"'{family_name}' needs a subcommand", family=family_name)
+        sub = rest[0].lower()
+        spec = family.commands.get(sub)
+        if spec is None:
+            hint = suggest(sub, list(family.commands))
+            msg = f"unknown subcommand '{family_name} {rest[0]}'"
+            msg += f" (did you mean '{family_name} {hint}'?)" if hint else ""
+            raise ParseError(msg, family=family_name)
+        rest = rest[1:]
+    return _bind(spec, rest)
+
+
+def _bind(spec: CommandSpec, tokens: list[str]) -> Parsed:
+    options = {o.name: o for o in spec.options}
+    values: dict[str, Any] = {}
+    flags: set[str] = set()
+    positionals: list[str] = []
+    i = 0
+    only_positionals = False
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if only_positionals:
+            positionals.append(token)
+            continue
+        if token == "--":
+            only_positionals = True
+            continue
+        name: str | None = None
+        value: str | None = None
+        if token.startswith("--") and len(token) > 2:
+            name, eq, inline = token[2:].partition("=")
+            value = inline if eq else None
+        elif token == "-h":
+            name = "help"
+        elif "=" in token and token.split("=", 1)[0] in options:
+            name, _, value = token.partition("=")
+        if name is None:
+            positionals.append(token)
+            continue
+        name = name.lower().replace("_", "-")
+        if name in GLOBAL_FLAGS and name not in options:
+            if value is not None:
+                raise ParseError(f"--{name} takes no value", spec)
+            flags.add(name)
+            continue
+        opt = options.get(name)
+        if opt is None:
+            hint = suggest(name, list(options) + sorted(GLOBAL_FLAGS))
+            msg = f"unknown option '--{name}'"
+            msg += f" (did you mean '--{hint}'?)" if hint else ""
+            raise ParseError(msg, spec)
+        if name in values:
+            raise ParseError(f"--{name} given twice", spec)
+        if opt.kind == "flag":
+            if value is not None:
+                raise ParseError(f"--{name} takes no value", spec)
+            values[name] = True
+            continue
+        if value is None:
+            if i >= len(tokens):
+                raise ParseError(f"--{name} needs a value", spec)
+            value = tokens[i]
+            i += 1
+        values[name] = _checked(opt, value, spec)
+    if "help" in flags:
+        raise ParseError("help", spec)
+    args = _bind_positionals(spec, positionals)
+    for opt in spec.options:
+        key = opt.name.replace("-", "_")
+        args[key] = values.get(opt.name, False if opt.kind == "flag" else opt.default)
+    if "public" in flags and "private" in flags:
+        raise ParseError("--public and --private exclude each other", spec)
+    return Parsed(spec, args, flags, _normalise(spec, tokens))
+
+
+def _bind_positionals(spec: CommandSpec, positionals: list[str]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    remaining = list(positionals)
+    for slot in spec.args:
+        key = slot.name.replace("-", "_")
+        if slot.many:
+            if slot.required and not remaining:
+                raise ParseError(f"missing {slot.metavar}", spec)
+            args[key] = [_checked(slot, v, spec) for v in remaining]
+            remaining = []
+        elif remaining:
+            args[key] = _checked(slot, remaining.pop(0), spec)
+        elif slot.required:
+            raise ParseError(f"missing {slot.metavar}", spec)
+        else:
+            args[key] = None
+    if remaining:
+        raise ParseError(f"unexpected argument '{remaining[0]}'", spec)
+    return args
+
+
+def _checked(slot: Arg | Opt, raw: str, spec: CommandSpec) -> Any:
+    try:
+        return convert(slot, raw)
+    except ParseError as exc:
+        raise ParseError(exc.message, spec) from None
+
+
+def _normalise(spec: CommandSpec, tokens: list[str]) -> str:
+    return " ".join([spec.words, *(shlex.quote(t) for t in tokens)])

@@ -1,0 +1,179 @@
+"""Pending confirmations and approvals, kept in the database so they survive a restart.
+
+A decision *claims* a request with one conditional UPDATE (``WHERE status = 'pending' AND
+expires_at > now``): of two clicks, two replicas or a click and a typed ``approve``, exactly one
+wins, so a command is never run twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot import db
+from bot.identity import Caller
+
+_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: ids are read aloud and typed
+
+
+class Kind(StrEnum):
+    CONFIRM = "confirm"
+    APPROVAL = "approval"
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"  # claimed: confirmed or approved, the command is running
+    DONE = "done"
+    CANCELLED = "cancelled"
+    DENIED = "denied"
+    EXPIRED = "expired"
+
+
+@dataclass(slots=True)
+class PendingRequest:
+    id: str
+    kind: Kind
+    status: Status
+    command: str
+    text: str
+    platform: str
+    platform_user: str
+    person: str
+    channel_id: str | None
+    channel_alias: str | None
+    thread_id: str | None
+    approval_role: str | None
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str | None
+    outcome: str | None
+
+    @property
+    def expired(self) -> bool:
+        return self.status == Status.PENDING and self.expires_at <= db.utcnow()
+
+
+def new_id() -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(6))
+
+
+def _load(row: object) -> PendingRequest:
+    values = row._asdict()  # type: ignore[attr-defined]
+    for key in ("created_at", "expires_at", "decided_at"):
+        values[key] = db.as_utc(values[key])
+    values["kind"], values["status"] = Kind(values["kind"]), Status(values["status"])
+    return PendingRequest(**values)
+
+
+class RequestStore:
+    def __init__(self, database: db.Database) -> None:
+        self.database = database
+
+    async def create(self, kind: Kind, *, command: str, text: str, caller: Caller,
+                     ttl: timedelta, thread_id: str | None = None,
+                     approval_role: str | None = None) -> PendingRequest:
+        assert caller.person is not None, "only configured people have pending requests"
+        now = db.utcnow()
+        values = {
+            "kind": str(kind), "status": str(Status.PENDING), "command": command, "text": text,
+            "platform": caller.platform, "platform_user": caller.user_id,
+            "person": caller.person.key, "channel_id": caller.channel_id,
+            "channel_alias": caller.channel_alias, "thread_id": thread_id,
+            "approval_role": approval_role, "created_at": now, "expires_at": now + ttl,
+        }
+        return await self.database.run(_create, values)
+
+    async def get(self, request_id: str) -> PendingRequest | None:
+        return await self.database.run(_get, request_id)
+
+    async def claim(self, request_id: str, *, kind: Kind, to: Status, by: str,
+                    reason: str | None = None) -> PendingRequest | None:
+        """Atomically move a live pending request of ``kind`` to ``to``; None if it was not."""
+        return await self.database.run(_claim, request_id, kind, to, by, reason)
+
+    async def reopen_for_approval(self, request_id: str, approval_role: str,
+                                  ttl: timedelta) -> PendingRequest | None:
+        """A confirmed destructive command that also needs approval waits again."""
+        return await self.database.run(_reopen, request_id, approval_role, ttl)
+
+    async def finish(self, request_id: str, outcome: str) -> None:
+        await self.database.run(_finish, request_id, outcome)
+
+    async def expire_due(self) -> list[PendingRequest]:
+        return await self.database.run(_expire_due)
+
+    async def list_pending(self) -> list[PendingRequest]:
+        return await self.database.run(_list_pending)
+
+
+def _create(conn: Connection, values: dict[str, object]) -> PendingRequest:
+    for _ in range(10):
+        try:
+            with conn.begin_nested():
+                request_id = new_id()
+                conn.execute(db.requests.insert().values(id=request_id, **values))
+            return _get(conn, request_id)  # type: ignore[return-value]
+        except IntegrityError:  # an id collision: draw again
+            continue
+    raise RuntimeError("could not allocate a request id")
+
+
+def _get(conn: Connection, request_id: str) -> PendingRequest | None:
+    row = conn.execute(select(db.requests).where(db.requests.c.id == request_id)).first()
+    return _load(row) if row else None
+
+
+def _claim(conn: Connection, request_id: str, kind: Kind, to: Status, by: str,
+           reason: str | None) -> PendingRequest | None:
+    now = db.utcnow()
+    result = conn.execute(
+        update(db.requests)
+        .where(db.requests.c.id == request_id, db.requests.c.kind == str(kind),
+               db.requests.c.status == str(Status.PENDING), db.requests.c.expires_at > now)
+        .values(status=str(to), decided_by=by, decided_at=now, reason=reason)
+    )
+    return _get(conn, request_id) if result.rowcount == 1 else None
+
+
+def _reopen(conn: Connection, request_id: str, approval_role: str,
+            ttl: timedelta) -> PendingRequest | None:
+    now = db.utcnow()
+    conn.execute(
+        update(db.requests).where(db.requests.c.id == request_id).values(
+            kind=str(Kind.APPROVAL), status=str(Status.PENDING), approval_role=approval_role,
+            expires_at=now + ttl, decided_by=None, decided_at=None)
+    )
+    return _get(conn, request_id)
+
+
+def _finish(conn: Connection, request_id: str, outcome: str) -> None:
+    conn.execute(update(db.requests).where(db.requests.c.id == request_id)
+                 .values(status=str(Status.DONE), outcome=outcome))
+
+
+def _expire_due(conn: Connection) -> list[PendingRequest]:
+    now = db.utcnow()
+    rows = conn.execute(select(db.requests).where(
+        db.requests.c.status == str(Status.PENDING), db.requests.c.expires_at <= now)).all()
+    expired = []
+    for row in rows:
+        result = conn.execute(update(db.requests).where(
+            db.requests.c.id == row.id, db.requests.c.status == str(Status.PENDING)
+        ).values(status=str(Status.EXPIRED)))
+        if result.rowcount == 1:  # another replica may have expired it first
+            expired.append(_load(row))
+    return expired
+
+
+def _list_pending(conn: Connection) -> list[PendingRequest]:
+    rows = conn.execute(select(db.requests).where(
+        db.requests.c.status == str(Status.PENDING)).order_by(db.requests.c.created_at))
+    return [_load(r) for r in rows]

@@ -1,0 +1,133 @@
+"""Templates and text: the part of rendering every adapter shares.
+
+:class:`Renderer` fills ``Reply.text`` from a Jinja2 template (override directory first, then
+the config's ``templates/``, then the templates shipped in ``config/templates/``) and truncates
+tables. :func:`render_text` turns a reply into text in a platform's markup dialect; adapters add
+their buttons and colours around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+
+from bot.reply import Level, Reply, Table
+
+Dialect = Literal["console", "slack", "mattermost"]
+
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "config" / "templates"
+# Rendering a template with this many table rows or more goes to a thread (never block the loop).
+OFF_LOOP_ROWS = 500
+
+LEVEL_MARK = {
+    Level.INFO: "",
+    Level.OK: "OK",
+    Level.WARNING: "WARNING",
+    Level.ERROR: "ERROR",
+    Level.DENIED: "DENIED",
+}
+
+
+class Renderer:
+    def __init__(self, directories: list[Path], max_table_rows: int = 40) -> None:
+        self.directories = [d for d in directories if d.is_dir()]
+        self.max_table_rows = max_table_rows
+        self.env = Environment(
+            loader=ChoiceLoader([FileSystemLoader(str(d)) for d in self.directories]),
+            autoescape=False,  # chat text, not HTML
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self.env.filters["duration"] = format_duration
+
+    def render_sync(self, reply: Reply) -> Reply:
+        table = reply.table.truncated(self.max_table_rows) if reply.table else None
+        text = reply.text
+        if reply.template:
+            try:
+                template = self.env.get_template(reply.template)
+            except TemplateNotFound:
+                raise LookupError(
+                    f"template {reply.template} not found in "
+                    + ", ".join(str(d) for d in self.directories)
+                ) from None
+            text = template.render(reply.data, reply=reply).strip()
+        return replace(reply, text=text, table=table, template=None)
+
+    async def render(self, reply: Reply) -> Reply:
+        rows = len(reply.table.rows) if reply.table else 0
+        if reply.template and rows >= OFF_LOOP_ROWS:
+            return await asyncio.to_thread(self.render_sync, reply)
+        return self.render_sync(reply)
+
+
+def format_duration(seconds: float | int | None) -> str:
+    """``93784`` -> ``1d 2h``: how long a job has been held, compactly."""
+    if seconds is None:
+        return "-"
+    seconds = int(max(0, seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def format_table(table: Table) -> list[str]:
+    """Aligned monospace rows, with a last line counting what was left out."""
+    cells = [[str(c) for c in table.columns]] + [[str(c) for c in row] for row in table.rows]
+    widths = [max(len(row[i]) if i < len(row) else 0 for row in cells)
+              for i in range(len(table.columns))]
+    lines = []
+    for index, row in enumerate(cells):
+        padded = [(row[i] if i < len(row) else "").ljust(widths[i]) for i in range(len(widths))]
+        lines.append("  ".join(padded).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if table.omitted:
+        lines.append(f"... {table.omitted} more not shown")
+    return lines
+
+
+def bold(text: str, dialect: Dialect) -> str:
+    if dialect == "slack":
+        return f"*{text}*"
+    if dialect == "mattermost":
+        return f"**{text}**"
+    return text
+
+
+def render_text(reply: Reply, dialect: Dialect = "console", *, with_table: bool = True) -> str:
+    """The whole reply as text in ``dialect`` (buttons are the adapter's job)."""
+    parts: list[str] = []
+    mark = LEVEL_MARK.get(reply.level, "")
+    if reply.title:
+        title = bold(reply.title, dialect)
+        parts.append(f"[{mark}] {title}" if mark and dialect == "console" else title)
+    elif mark and dialect == "console" and reply.level != Level.OK:
+        parts.append(f"[{mark}]")
+    if reply.text:
+        parts.append(reply.text)
+    if reply.fields:
+        width = max(len(name) for name, _ in reply.fields)
+        if dialect == "console":
+            parts.append("\n".join(f"{name.ljust(width)}  {value}" for name, value in reply.fields))
+        else:
+            parts.append("\n".join(f"{bold(name, dialect)}: {value}"
+                                   for name, value in reply.fields))
+    if with_table and reply.table is not None:
+        lines = format_table(reply.table)
+        block = "\n".join(lines)
+        parts.append(block if dialect == "console" else f"```\n{block}\n```")
+    return "\n".join(p for p in parts if p)

@@ -1,0 +1,94 @@
+"""Platform-neutral replies: what a handler returns and an adapter renders.
+
+Handlers never build Slack blocks or Mattermost attachments; they return a :class:`Reply` and
+the adapter turns it into its platform's format (see ``bot/render.py`` for the shared text
+renderer used by every adapter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+
+class Level(StrEnum):
+    """How a reply should be marked: colour on chat platforms, a tag on the console."""
+
+    INFO = "info"
+    OK = "ok"
+    WARNING = "warning"
+    ERROR = "error"
+    DENIED = "denied"
+
+
+class Visibility(StrEnum):
+    """Where a reply goes."""
+
+    EPHEMERAL = "ephemeral"  # only the caller sees it (errors, denials, private results)
+    CHANNEL = "channel"  # posted in the channel (or the thread the command came from)
+    THREAD = "thread"  # posted as a reply in the caller's thread (a new one when not in a thread)
+
+
+class Choice(StrEnum):
+    """What a button (or the ``confirm``/``approve`` commands) decides about a pending request."""
+
+    CONFIRM = "confirm"
+    CANCEL = "cancel"
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A button. Every button decides a pending request; adapters carry ``request_id``."""
+
+    label: str
+    choice: Choice
+    request_id: str
+    style: str = "default"  # default | primary | danger
+    confirm_text: str | None = None  # Slack shows a native confirm dialog with this text
+
+
+@dataclass(slots=True)
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    # Rows a handler chose not to include (e.g. the queue had 4,000 held jobs, 50 are shown).
+    omitted: int = 0
+
+    def truncated(self, max_rows: int) -> Table:
+        """Keep the first ``max_rows`` rows and count the rest as omitted."""
+        if len(self.rows) <= max_rows:
+            return self
+        return Table(self.columns, self.rows[:max_rows], self.omitted + len(self.rows) - max_rows)
+
+
+@dataclass(slots=True)
+class Reply:
+    """A handler's answer.
+
+    ``template`` names a Jinja2 template in ``config/templates/`` (or the configured override
+    directory) rendered with ``data`` into ``text`` before the adapter sees the reply.
+    """
+
+    text: str = ""
+    title: str | None = None
+    level: Level = Level.INFO
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    table: Table | None = None
+    actions: list[Action] = field(default_factory=list)
+    visibility: Visibility = Visibility.EPHEMERAL
+    template: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def with_visibility(self, visibility: Visibility) -> Reply:
+        return replace(self, visibility=visibility)
+
+    @classmethod
+    def error(cls, text: str, *, title: str | None = None) -> Reply:
+        return cls(text=text, title=title, level=Level.ERROR)
+
+    @classmethod
+    def denied(cls, text: str) -> Reply:
+        return cls(text=text, title="Not allowed", level=Level.DENIED)

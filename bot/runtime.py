@@ -1,0 +1,94 @@
+"""``shiftbot run``: adapters, HTTP server and scheduler in one asyncio process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from typing import Any
+
+from bot.config import Config
+from bot.core import Bot
+from bot.health import ComponentState
+from bot.http import HttpServer
+from bot.observability import init_sentry
+
+log = logging.getLogger(__name__)
+
+# platform -> "module:Class"; the class is built as Class(bot, section) and has start()/stop().
+ADAPTERS = {
+    "slack": "bot.adapters.slack:SlackAdapter",
+    "mattermost": "bot.adapters.mattermost:MattermostAdapter",
+}
+EXPIRY_SWEEP_SECONDS = 30
+
+
+def build_adapters(bot: Bot) -> list[Any]:
+    adapters = []
+    for platform, target in ADAPTERS.items():
+        section = getattr(bot.config, platform)
+        if section is None or not section.enabled:
+            continue
+        module_name, _, class_name = target.partition(":")
+        adapter_class = getattr(importlib.import_module(module_name), class_name)
+        adapter = adapter_class(bot, section)
+        bot.adapters[platform] = adapter
+        adapters.append(adapter)
+    return adapters
+
+
+def attach_http(bot: Bot, host: str | None = None, port: int | None = None) -> HttpServer:
+    """Give the bot its HTTP server (adapters mount routes on it) with the database probe."""
+    http = HttpServer(bot.health, bot.metrics,
+                      host if host is not None else bot.config.bot.http.host,
+                      port if port is not None else bot.config.bot.http.port)
+
+    async def database_probe() -> ComponentState:
+        try:
+            await asyncio.wait_for(bot.database.ping(), 1.5)
+        except Exception as exc:
+            return ComponentState(False, f"database unreachable: {type(exc).__name__}")
+        return ComponentState(True, bot.database.dialect)
+
+    bot.health.register("database", database_probe)
+    bot.http = http
+    return http
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    init_sentry(config)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # Not possible outside the main thread (tests run serve() in a task).
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    bot = await Bot.create(config)
+    http = attach_http(bot)
+    adapters = build_adapters(bot)
+    scheduler = AsyncIOScheduler(timezone=config.bot.timezone)
+    scheduler.add_job(bot.expire_requests, "interval", seconds=EXPIRY_SWEEP_SECONDS,
+                      id="expire-requests", max_instances=1, coalesce=True)
+    bot.services["scheduler"] = scheduler
+    try:
+        await http.start()
+        scheduler.start()
+        for adapter in adapters:
+            await adapter.start()
+        log.info("shiftbot running: %s", ", ".join(["http", *bot.adapters]) )
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for adapter in reversed(adapters):
+            try:
+                await asyncio.wait_for(adapter.stop(), 10)
+            except Exception:
+                log.exception("stopping %s failed", getattr(adapter, "name", adapter))
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        await http.stop()
+        await bot.close()

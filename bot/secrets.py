@@ -1,0 +1,69 @@
+"""Secrets: masked everywhere they could leak (reprs, logs, errors, audit entries).
+
+Config secrets are pydantic ``SecretStr`` (masked in reprs). Every secret value loaded is also
+registered with the process-wide :data:`masker`, whose :meth:`SecretMasker.mask` replaces any
+occurrence in free text; the logging filter and the audit writer both call it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+MASK = "***"
+
+
+class SecretMasker:
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def add(self, value: str | None) -> None:
+        # Very short values would mask ordinary words; nobody uses a 3-character token.
+        if not value or len(value) < 4:
+            return
+        with self._lock:
+            if value not in self._values:
+                self._values.add(value)
+                ordered = sorted(self._values, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def mask(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is None or not text:
+            return text
+        return pattern.sub(MASK, text)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self._pattern = None
+
+
+masker = SecretMasker()
+
+
+class MaskingFilter(logging.Filter):
+    """Masks registered secrets in every log record (message and arguments)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if masker._pattern is None:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not hide the record
+            return True
+        masked = masker.mask(message)
+        if masked != message or record.args:
+            record.msg, record.args = masked, None
+        return True
+
+
+def install_log_masking() -> None:
+    """Attach the masking filter to every handler of the root logger (idempotent)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())

@@ -1,0 +1,112 @@
+"""help, whoami, why, who-can: the bot explaining itself and its permissions."""
+
+from __future__ import annotations
+
+from bot.commands import Arg, CommandSpec, Context, Family, command
+from bot.helptext import command_help, family_help
+from bot.identity import Caller
+from bot.parser import suggest
+from bot.reply import Level, Reply, Table
+
+FAMILY = Family("help", "Help and identity", order=0)
+
+
+def _allowed(ctx: Context, spec: CommandSpec) -> bool:
+    return not spec.hidden and ctx.bot.gate.check(ctx.caller, spec.permission).allowed
+
+
+@command("help", summary="What you can run here; 'help condor' for a family",
+         args=[Arg("topic", help="a command family or command", many=True, required=False)],
+         examples=["help", "help condor", "help condor q"])
+async def help_(ctx: Context) -> Reply:
+    registry = ctx.bot.registry
+    topic = [t.lower() for t in ctx.args["topic"]]
+    if topic:
+        spec = registry.find_words(" ".join(topic[:2]))
+        if spec is not None and (spec.name or len(topic) == 1):
+            return command_help(spec)
+        family = registry.families.get(topic[0])
+        if family is None:
+            hint = suggest(" ".join(topic), registry.command_words())
+            extra = f" Did you mean '{hint}'?" if hint else ""
+            return Reply.error(f"No command '{' '.join(topic)}'.{extra} 'help' lists them.")
+        if len(topic) > 1:
+            hint = suggest(topic[1], list(family.commands))
+            extra = f" Did you mean '{family.name} {hint}'?" if hint else ""
+            return Reply.error(f"No command '{' '.join(topic)}'.{extra}")
+        return family_help(family, [s for s in family.commands.values() if _allowed(ctx, s)])
+    rows = []
+    for spec in registry.specs():
+        if not _allowed(ctx, spec):
+            continue
+        decision = ctx.bot.gate.check(ctx.caller, spec.permission)
+        note = " (needs approval)" if decision.approval_role else ""
+        rows.append([spec.family, spec.usage(), spec.summary + note])
+    text = "Commands you may run here. 'help FAMILY' shows examples."
+    if ctx.caller.person is None:
+        text += ("\nYou are not a configured person: ask an operator to add your "
+                 f"{ctx.caller.platform} id {ctx.caller.user_id} to the config.")
+    return Reply(text, title=f"{ctx.bot.config.bot.name} help",
+                 table=Table(["family", "usage", "what it does"], rows))
+
+
+@command("whoami", summary="Who the bot thinks you are, and your roles here")
+async def whoami(ctx: Context) -> Reply:
+    caller = ctx.caller
+    fields = [("Platform", caller.platform), ("User id", caller.user_id)]
+    if caller.channel_alias or caller.channel_id:
+        fields.append(("Channel", caller.channel_alias or caller.channel_id or ""))
+    if caller.person is None:
+        return Reply("You are not a configured person; you may only run the baseline "
+                     "commands (" + ", ".join(ctx.bot.config.bot.unknown_user_allow) + ").",
+                     title="Unknown user", fields=fields, level=Level.WARNING)
+    person = caller.person
+    fields[:0] = [("Person", f"{person.key} ({person.display_name})")]
+    groups = ctx.bot.gate.groups_of(person.key)
+    fields.append(("Groups", ", ".join(groups) or "none"))
+    rows = [[s.role, s.via] for s in ctx.bot.gate.roles_of(caller)]
+    return Reply("", title=f"You are {person.key}", fields=fields,
+                 table=Table(["role", "from"], rows))
+
+
+@command("why", summary="Explain whether a command is allowed: 'why condor rm [as PERSON]'",
+         args=[Arg("command", help="the command, optionally followed by 'as PERSON'",
+                   many=True)],
+         examples=["why condor rm", "why restart gwcelery as bob"])
+async def why(ctx: Context) -> Reply:
+    words = list(ctx.args["command"])
+    caller = ctx.caller
+    if len(words) >= 3 and words[-2].lower() == "as":
+        key = words[-1]
+        person = ctx.bot.directory.people.get(key)
+        if person is None:
+            return Reply.error(f"No person '{key}' in the config.")
+        caller = Caller(caller.platform, person.ids.get(caller.platform, key), person,
+                        caller.channel_id, caller.channel_alias)
+        words = words[:-2]
+    spec = ctx.bot.registry.find_words(" ".join(words[:2]))
+    if spec is None:
+        return Reply.error(f"No command '{' '.join(words)}'; 'help' lists them.")
+    decision = ctx.bot.gate.check(caller, spec.permission)
+    who = caller.label
+    if not decision.allowed:
+        return Reply(f"{who} may not run '{spec.words}' (permission {spec.permission}): "
+                     f"{decision.reason}.", title="Denied", level=Level.DENIED)
+    extra = " It asks for confirmation first." if spec.destructive else ""
+    return Reply(f"{who} may run '{spec.words}' (permission {spec.permission}): "
+                 f"{decision.reason}.{extra}", title="Allowed", level=Level.OK)
+
+
+@command("who-can", summary="Who may run a command", args=[Arg("command", many=True)],
+         examples=["who-can condor rm"])
+async def who_can(ctx: Context) -> Reply:
+    words = " ".join(ctx.args["command"])
+    spec = ctx.bot.registry.find_words(words)
+    if spec is None:
+        return Reply.error(f"No command '{words}'; 'help' lists them.")
+    lines = ctx.bot.gate.who_can(spec.permission)
+    if not lines:
+        return Reply(f"Nobody may run '{spec.words}' (permission {spec.permission}).",
+                     level=Level.WARNING)
+    return Reply("\n".join(f"- {line}" for line in lines),
+                 title=f"Who can run '{spec.words}' ({spec.permission})")
