@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -15,6 +17,8 @@ from bot import db
 from bot.commands import CommandSpec
 from bot.identity import Caller
 from bot.secrets import MASK, masker
+
+log = logging.getLogger(__name__)
 
 
 class AuditDecision(StrEnum):
@@ -65,8 +69,15 @@ class AuditEntry:
 
 
 class AuditLog:
+    """Writes audit rows. Rows of quick, harmless outcomes (allowed and answered, denied,
+    invalid) are queued and written in batches by one background flush, so a reply never waits
+    for the disk; rows that open a consequential run, and every decision on a request, are
+    written before the caller goes on. ``flush()`` drains the queue (queries and shutdown)."""
+
     def __init__(self, database: db.Database) -> None:
         self.database = database
+        self._queue: list[dict[str, Any]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @staticmethod
     def _row(
@@ -99,8 +110,33 @@ class AuditLog:
 
     async def record(self, caller: Caller, command: str | None, arguments: str,
                      decision: AuditDecision, **extra: Any) -> int:
+        """Write a row now (after anything queued) and return its id."""
         row = self._row(caller, command, arguments, decision, **extra)
+        await self.flush()
         return await self.database.run(_insert, row)
+
+    def record_soon(self, caller: Caller, command: str | None, arguments: str,
+                    decision: AuditDecision, **extra: Any) -> None:
+        """Queue a row for the next batch; the caller does not wait for the disk."""
+        self._queue.append(self._row(caller, command, arguments, decision, **extra))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._drain(), name="audit-flush")
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self.database.run(_insert_many, batch)
+            except Exception:
+                log.exception("could not write %d audit rows; will retry", len(batch))
+                self._queue[:0] = batch
+                await asyncio.sleep(1)
+
+    async def flush(self) -> None:
+        while self._queue or (self._flusher is not None and not self._flusher.done()):
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._drain(), name="audit-flush")
+            await asyncio.shield(self._flusher)
 
     async def finish(self, entry_id: int, outcome: AuditOutcome, duration_ms: float,
                      detail: str | None = None) -> None:
@@ -116,11 +152,16 @@ class AuditLog:
         command_glob: str | None = None,
         limit: int = 50,
     ) -> list[AuditEntry]:
+        await self.flush()
         return await self.database.run(_query, since, who, command_glob, limit)
 
 
 def _insert(conn: Connection, row: dict[str, Any]) -> int:
     return int(conn.execute(db.audit.insert().values(**row)).inserted_primary_key[0])
+
+
+def _insert_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute(db.audit.insert(), rows)
 
 
 def _update(conn: Connection, entry_id: int, values: dict[str, Any]) -> None:

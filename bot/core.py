@@ -111,6 +111,7 @@ class Bot:
                 except Exception:
                     log.exception("shutdown of %s failed", module.__name__)
         self._started_modules.clear()
+        await self.audit.flush()
         await asyncio.get_running_loop().run_in_executor(None, self.database.close)
 
     def _template_dirs(self) -> list[Path]:
@@ -145,8 +146,8 @@ class Bot:
         decision = self.gate.check(caller, spec.permission)
         arguments = redact_arguments(spec, parsed.args, parsed.text)
         if not decision.allowed:
-            await self.audit.record(caller, spec.key, arguments, AuditDecision.DENIED,
-                                    detail=decision.reason)
+            self.audit.record_soon(caller, spec.key, arguments, AuditDecision.DENIED,
+                                   detail=decision.reason)
             self._count(spec, AuditDecision.DENIED, started)
             return Outcome(self._denial(spec, caller, decision.reason), OutcomeStatus.DENIED, spec)
         if spec.destructive or decision.approval_role:
@@ -282,7 +283,10 @@ class Bot:
         outcome = AuditOutcome.OK
         detail = None
         try:
-            reply = await asyncio.wait_for(spec.handler(ctx), spec.timeout)
+            # In this task, not a new one: Sentry's asyncio integration would report a handled
+            # CommandError raised in a child task as an unhandled crash.
+            async with asyncio.timeout(spec.timeout):
+                reply = await spec.handler(ctx)
             if not isinstance(reply, Reply):
                 raise TypeError(f"handler returned {type(reply).__name__}, not Reply")
             reply = await self.renderer.render(reply)
@@ -304,8 +308,8 @@ class Bot:
         if entry_id is not None:
             await self.audit.finish(entry_id, outcome, duration_ms, detail)
         else:
-            await self.audit.record(caller, spec.key, arguments, label, outcome=outcome,
-                                    duration_ms=duration_ms, approver=approver, detail=detail)
+            self.audit.record_soon(caller, spec.key, arguments, label, outcome=outcome,
+                                   duration_ms=duration_ms, approver=approver, detail=detail)
         self._count(spec, label, started)
         return Outcome(reply, status_of(reply), spec, request_id)
 
@@ -375,8 +379,8 @@ class Bot:
         if exc.message == "help":  # --help on a command: its help, not an error
             reply = usage_reply(self.registry, exc, help_only=True)
             return Outcome(await self.renderer.render(reply), OutcomeStatus.OK, exc.spec)
-        await self.audit.record(caller, exc.spec.key if exc.spec else None, text[:500],
-                                AuditDecision.INVALID, detail=exc.message)
+        self.audit.record_soon(caller, exc.spec.key if exc.spec else None, text[:500],
+                               AuditDecision.INVALID, detail=exc.message)
         family = exc.spec.family if exc.spec else "invalid"
         if exc.spec is not None:
             self._count(exc.spec, AuditDecision.INVALID, started)

@@ -7,12 +7,27 @@ from typing import Any
 
 from bot import __version__
 from bot.config import Config
-from bot.secrets import install_log_masking
+from bot.secrets import install_log_masking, masker
 
 
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_masking()
+
+
+def _mask(node: Any) -> Any:
+    if isinstance(node, str):
+        return masker.mask(node)
+    if isinstance(node, dict):
+        return {k: _mask(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_mask(v) for v in node]
+    return node
+
+
+def mask_event(event: dict[str, Any], _hint: dict[str, Any]) -> dict[str, Any]:
+    """Secrets never leave for Sentry: every string of the event is masked."""
+    return _mask(event)  # type: ignore[no-any-return]
 
 
 def init_sentry(config: Config, transport: Any = None) -> bool:
@@ -35,7 +50,7 @@ def init_sentry(config: Config, transport: Any = None) -> bool:
             LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
             AsyncioIntegration(),
         ],
-        send_default_pii=False,
+        before_send=mask_event,
         **options,
     )
     return True

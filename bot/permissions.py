@@ -10,6 +10,7 @@ baseline ``bot.unknown_user_allow`` (``help``, ``whoami``) that everybody has.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -107,15 +108,18 @@ class Gate:
                 sources.append(RoleSource(role, f"provider {name}"))
         return sources
 
-    def check(self, caller: Caller, permission: str) -> Decision:
+    def check(self, caller: Caller, permission: str,
+              sources: list[RoleSource] | None = None) -> Decision:
+        """Decide one permission; ``sources`` (from :meth:`roles_of`) saves recomputing them
+        when one caller is checked against many permissions (``help``)."""
         if permission in DECISION_PERMISSIONS:
             if caller.person is None:
                 return Decision(False, "only configured people can decide requests")
             return Decision(True, "every configured person may use it; the request decides")
         needs_approval: tuple[Rule, RoleSource, str] | None = None
-        for source in self.roles_of(caller):
+        for source in sources if sources is not None else self.roles_of(caller):
             for rule in self._rules.get(source.role, ()):
-                if not fnmatchcase(permission, rule.glob):
+                if not _matches(permission, rule.glob):
                     continue
                 approver = rule.approval_role(permission)
                 if approver is None:
@@ -183,3 +187,7 @@ class Gate:
     def rules_of_role(self, role: str) -> tuple[Rule, ...]:
         return self._rules.get(role, ())
 
+
+@functools.lru_cache(maxsize=4096)
+def _matches(permission: str, glob: str) -> bool:
+    return fnmatchcase(permission, glob)

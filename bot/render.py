@@ -9,6 +9,7 @@ their buttons and colours around it.
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -19,7 +20,15 @@ from bot.reply import Level, Reply, Table
 
 Dialect = Literal["console", "slack", "mattermost"]
 
-SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "config" / "templates"
+def _shipped_templates() -> Path:
+    """config/templates/ of a source checkout, else the copy an install put under share/."""
+    source = Path(__file__).resolve().parent.parent / "config" / "templates"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "shiftbot" / "templates"
+
+
+SHIPPED_TEMPLATES = _shipped_templates()
 # Rendering a template with this many table rows or more goes to a thread (never block the loop).
 OFF_LOOP_ROWS = 500
 

@@ -6,13 +6,14 @@ from bot.commands import Arg, CommandSpec, Context, Family, command
 from bot.helptext import command_help, family_help
 from bot.identity import Caller
 from bot.parser import suggest
+from bot.permissions import RoleSource
 from bot.reply import Level, Reply, Table
 
 FAMILY = Family("help", "Help and identity", order=0)
 
 
-def _allowed(ctx: Context, spec: CommandSpec) -> bool:
-    return not spec.hidden and ctx.bot.gate.check(ctx.caller, spec.permission).allowed
+def _allowed(ctx: Context, spec: CommandSpec, sources: list[RoleSource] | None = None) -> bool:
+    return not spec.hidden and ctx.bot.gate.check(ctx.caller, spec.permission, sources).allowed
 
 
 @command("help", summary="What you can run here; 'help condor' for a family",
@@ -36,10 +37,13 @@ async def help_(ctx: Context) -> Reply:
             return Reply.error(f"No command '{' '.join(topic)}'.{extra}")
         return family_help(family, [s for s in family.commands.values() if _allowed(ctx, s)])
     rows = []
+    sources = ctx.bot.gate.roles_of(ctx.caller)
     for spec in registry.specs():
-        if not _allowed(ctx, spec):
+        if spec.hidden:
             continue
-        decision = ctx.bot.gate.check(ctx.caller, spec.permission)
+        decision = ctx.bot.gate.check(ctx.caller, spec.permission, sources)
+        if not decision.allowed:
+            continue
         note = " (needs approval)" if decision.approval_role else ""
         rows.append([spec.family, spec.usage(), spec.summary + note])
     text = "Commands you may run here. 'help FAMILY' shows examples."

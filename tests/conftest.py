@@ -13,9 +13,9 @@ import pytest
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["no_proxy"] = "127.0.0.1,localhost"
 
-from bot.config import Config, parse_config  # noqa: E402
-from bot.core import Bot  # noqa: E402
-from bot.identity import Inbound  # noqa: E402
+from bot.config import Config, parse_config
+from bot.core import Bot
+from bot.identity import Inbound
 
 CORE_HANDLERS = ["handlers.builtin", "handlers.approvals", "handlers.audit", "sample_handlers"]
 

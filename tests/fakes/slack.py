@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from aiohttp import WSMsgType, web
+from aiohttp import ClientSession, ClientTimeout, WSMsgType, web
 from slack_sdk.signature import SignatureVerifier
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "Channel",
     "Envelope",
     "FakeSlack",
+    "HttpDelivery",
     "Message",
     "ResponseUrl",
     "SignedRequest",
@@ -366,6 +367,21 @@ class SignedRequest:
     body: bytes
     headers: dict[str, str]
     payload: dict[str, Any]
+
+
+@dataclass
+class HttpDelivery:
+    """The bot's answer to a request delivered by :meth:`FakeSlack.deliver`."""
+
+    status: int
+    body: str
+    headers: dict[str, str]
+    elapsed: float  # seconds until the full answer was read
+    in_time: bool  # answered within Slack's 3 s
+
+    def json(self) -> Any:
+        """The body decoded as JSON."""
+        return json.loads(self.body)
 
 
 @dataclass
@@ -954,11 +970,25 @@ class FakeSlack:
         channel_id: str | None = None,
         response_url: str | None = None,
         trigger_id: str | None = None,
+        enterprise_id: str | None = None,
+        enterprise_name: str = "",
     ) -> dict[str, str]:
-        """The slash-command fields of the sample (all strings, as in the form body)."""
+        """The slash-command fields of the sample (all strings, as in the form body).
+
+        ``enterprise_id``/``enterprise_name`` are only present for an Enterprise Grid org.
+        """
         ch = self.channel(channel_id) if channel_id else self._default_channel()
         user = self._user(user_id)
+        grid = (
+            {}
+            if enterprise_id is None
+            else {
+                "enterprise_id": enterprise_id,
+                "enterprise_name": enterprise_name,
+            }
+        )
         return {
+            **grid,
             "token": self.verification_token,
             "team_id": self.team_id,
             "team_domain": self.team_domain,
@@ -1029,6 +1059,7 @@ class FakeSlack:
             "type": "event_callback",
             "event_id": "Ev" + self._alnum(10),
             "event_time": int(self.now()),
+            "authed_users": [self.bot_user_id],  # deprecated, still required by the schema
             "authorizations": [
                 {
                     "enterprise_id": None,
@@ -1200,6 +1231,27 @@ class FakeSlack:
         payload = self.event_callback(event)
         body = json.dumps(payload, separators=(",", ":")).encode()
         return self._signed(body, payload, "application/json", timestamp, stale, bad_signature)
+
+    async def deliver(
+        self, url: str, request: SignedRequest, *, timeout: float = 10.0
+    ) -> HttpDelivery:
+        """POST a signed request to the bot (e.g. ``.../slack/events``) as Slack would.
+
+        Measures how long the bot took; ``in_time`` tells whether it met the 3 s deadline
+        (the request is not cut off at 3 s so slow answers can still be inspected).
+        """
+        async with ClientSession(timeout=ClientTimeout(total=timeout)) as http:
+            t0 = time.monotonic()
+            async with http.post(url, data=request.body, headers=request.headers) as resp:
+                body = await resp.text()
+            elapsed = time.monotonic() - t0
+        return HttpDelivery(
+            status=resp.status,
+            body=body,
+            headers=dict(resp.headers),
+            elapsed=elapsed,
+            in_time=elapsed <= self.ack_deadline,
+        )
 
     # ================================================================ internals
 

@@ -1,0 +1,15 @@
+"""HTCondor for shiftbot: an isolated worker process per pool, a fake schedd for demos and tests.
+
+Layout (nothing here imports ``htcondor2``/``classad2`` at module level except the modules that
+only ever run inside the worker: :mod:`bot.condor.backend`, :mod:`bot.condor.demo`,
+:mod:`bot.condor.ops` and :mod:`bot.condor.analyze`):
+
+- :mod:`bot.condor.service` -- :class:`CondorService`, what the ``condor`` handlers call.
+- :mod:`bot.condor.worker` -- the spawned worker process and its asyncio client (deadlines,
+  kill and respawn).
+- :mod:`bot.condor.ops` -- the operations the worker runs (q, analyze, act, submit, ...).
+- :mod:`bot.condor.backend` / :mod:`bot.condor.demo` -- a real pool (htcondor2) or the fake.
+- :mod:`bot.condor.constraints` -- validation and quoting of everything that becomes a constraint.
+- :mod:`bot.condor.errors` -- plain, picklable errors with one-line messages.
+- :mod:`bot.condor.holdcodes`, :mod:`bot.condor.states` -- tables shipped with the handler.
+"""

@@ -1,0 +1,75 @@
+"""Schema migrations and the two supported databases: SQLite (WAL) and a real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sample_handlers
+from conftest import console
+from postgres import temporary_postgres
+from sqlalchemy import text
+
+from bot import db
+from bot.core import Bot, OutcomeStatus
+
+
+def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
+    database = db.Database(f"sqlite:///{tmp_path / 'x.db'}")
+    assert database.migrate() == 0
+    assert database.migrate() == db.LATEST
+    versions = database.call(lambda c: c.execute(text("SELECT version FROM schema_version"))
+                             .scalars().all())
+    assert versions == [v for v, _, _ in db.MIGRATIONS]
+    mode = database.call(lambda c: c.execute(text("PRAGMA journal_mode")).scalar())
+    assert mode == "wal"
+    database.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    database = db.Database(f"sqlite:///{tmp_path / 'x.db'}")
+    database.migrate()
+    database.call(lambda c: c.execute(db.schema_version.insert().values(
+        version=db.LATEST + 1, description="from the future", applied_at=db.utcnow())))
+    with pytest.raises(db.SchemaError, match="newer than this shiftbot"):
+        database.migrate()
+    database.close()
+
+
+def test_relative_sqlite_path_is_relative_to_the_config(tmp_path: Path) -> None:
+    database = db.Database("sqlite:///var/here.db", base_dir=tmp_path)
+    database.migrate()
+    assert (tmp_path / "var" / "here.db").exists()
+    database.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with temporary_postgres() as url:
+        if url is None:
+            pytest.skip("no PostgreSQL server binaries here (Debian package 'postgresql')")
+        yield url
+
+
+@pytest.mark.postgres
+async def test_everything_works_on_postgresql(make_config, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    sample_handlers.RUNS.clear()
+    config = make_config({"bot": {"database": postgres_url}})
+    bot = await Bot.create(config)
+    try:
+        assert bot.database.dialect == "postgresql"
+        assert (await bot.handle(console("alice", "sample echo hi"))).status == OutcomeStatus.OK
+        asked = await bot.handle(console("alice", "sample restart gw"))
+        approved = await bot.handle(console("carol", f"approve {asked.request_id}"))
+        assert approved.status == OutcomeStatus.OK
+        again = await bot.handle(console("erin", f"approve {asked.request_id}"))
+        assert "already decided" in again.reply.text
+        entries = await bot.audit.query(who="alice", command_glob="sample.*")
+        assert {e.decision for e in entries} >= {"allowed", "approval requested", "approved"}
+    finally:
+        await bot.close()
+    # A second start (a second replica) finds the schema in place.
+    second = db.Database(postgres_url)
+    assert second.migrate() == db.LATEST
+    second.close()
