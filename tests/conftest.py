@@ -12,10 +12,13 @@ import pytest
 
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["no_proxy"] = "127.0.0.1,localhost"
+# slack_sdk honours HTTP(S)_PROXY but not NO_PROXY: tests talk to loopback only.
+for _var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    os.environ.pop(_var, None)
 
-from bot.config import Config, parse_config
-from bot.core import Bot
-from bot.identity import Inbound
+from bot.config import Config, parse_config  # noqa: E402
+from bot.core import Bot  # noqa: E402
+from bot.identity import Inbound  # noqa: E402
 
 CORE_HANDLERS = ["handlers.builtin", "handlers.approvals", "handlers.audit", "sample_handlers"]
 
@@ -69,7 +72,9 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 
 
 @pytest.fixture
-async def make_bot(make_config: Callable[..., Config]) -> AsyncIterator[Callable[..., Awaitable[Bot]]]:
+async def make_bot(
+    make_config: Callable[..., Config],
+) -> AsyncIterator[Callable[..., Awaitable[Bot]]]:
     bots: list[Bot] = []
 
     async def factory(overrides: dict[str, Any] | None = None, *, config: Config | None = None,

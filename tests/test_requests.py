@@ -58,7 +58,8 @@ async def test_approval_by_a_different_expert(make_bot) -> None:  # type: ignore
     assert self_approval.status == OutcomeStatus.DENIED
     assert "cannot decide your own request" in self_approval.reply.text
     wrong_role = await bot.handle(console("bob", f"approve {request}"))
-    assert wrong_role.status == OutcomeStatus.DENIED and "needs role expert" in wrong_role.reply.text
+    assert wrong_role.status == OutcomeStatus.DENIED
+    assert "needs role expert" in wrong_role.reply.text
     assert runs("sample.restart") == []
     listed = await bot.handle(console("carol", "approvals"))
     assert listed.reply.table is not None and listed.reply.table.rows[0][0] == request
