@@ -1,4 +1,4 @@
-"""The fake Mattermost works with the real client (mattermostautodriver) and behaves like the server."""
+"""The fake Mattermost works with the real mattermostautodriver client and acts like the server."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 ID = re.compile(r"^[a-z0-9]{26}$")
+
+# the driver's websocket passes ssl=None for ws://, which aiohttp 3.14 deprecates
+pytestmark = pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")
 
 
 @pytest.fixture
@@ -293,21 +296,25 @@ async def test_unauthenticated_socket_times_out(mm: FakeMattermost) -> None:
     assert mm.ws_connections[0].close_reason == "auth_timeout"
 
 
+async def receive_json(ws: aiohttp.ClientWebSocketResponse) -> Any:
+    # not ws.receive_json(timeout=...): every server ping restarts aiohttp's receive timeout
+    return await asyncio.wait_for(ws.receive_json(), 2)
+
+
 async def test_header_auth_and_resume(mm: FakeMattermost) -> None:
     headers = {"Authorization": f"Bearer {mm.bot_token}"}
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(mm.ws_url, headers=headers) as ws:
-            hello = await ws.receive_json(timeout=2)
+            hello = await receive_json(ws)  # authenticated by the upgrade: hello, no OK
             assert hello["event"] == "hello"
             for text in ("one", "two"):
                 await mm.post_as("alice", "ops", text)
-            seqs = [(await ws.receive_json(timeout=2))["seq"] for _ in range(2)]
-            assert seqs == [1, 2]
+            assert [(await receive_json(ws))["seq"] for _ in range(2)] == [1, 2]
         conn_id = hello["data"]["connection_id"]
-        await mm.post_as("alice", "ops", "missed")
-        params = {"connection_id": conn_id, "sequence_number": "2"}
+        await mm.post_as("alice", "ops", "missed")  # queued for the disconnected session
+        params = {"connection_id": conn_id, "sequence_number": "2"}  # seq 2 got lost
         async with session.ws_connect(mm.ws_url, headers=headers, params=params) as ws:
-            replay = [await ws.receive_json(timeout=2) for _ in range(2)]
+            replay = [await receive_json(ws) for _ in range(2)]
             assert [m["seq"] for m in replay] == [2, 3]
             assert json.loads(replay[1]["data"]["post"])["message"] == "missed"
     assert mm.ws_connections[-1].resumed == "replayed"

@@ -5,7 +5,7 @@ event loop, so the real ``mattermostautodriver`` client (httpx REST, aiohttp web
 bot's adapter talk to it unchanged::
 
     async with FakeMattermost() as mm:
-        driver = AsyncDriver(mm.driver_options())
+        driver = AsyncTypedDriver(mm.driver_options())  # mattermostautodriver
         await driver.login()                       # GET /api/v4/users/me
         await mm.post_as("alice", "ops", "@shiftbot status")
         assert mm.posts("ops")[-1]["message"] == "@shiftbot status"
@@ -110,6 +110,7 @@ _CHANNEL_MENTION = re.compile(r"\B~([A-Za-z0-9\-_]+)")
 _HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 T = TypeVar("T")
+SEND_QUEUE_SIZE = 256  # a parked connection with more undelivered events is discarded
 
 
 def new_id() -> str:
@@ -424,6 +425,9 @@ class WsConnection:
         return [m for m in self.sent if "event" in m and (name is None or m["event"] == name)]
 
 
+_REC = web.RequestKey("fake_mattermost_request", RecordedRequest)
+
+
 class _ApiError(Exception):
     def __init__(self, status: int, error_id: str, message: str) -> None:
         super().__init__(message)
@@ -549,8 +553,8 @@ class FakeMattermost:
         self._post_order: list[str] = []
         self._commands: dict[str, dict[str, Any]] = {}
         self._hooks: dict[str, CommandHook] = {}
-        self._conn_by_id: dict[str, WsConnection] = {}
         self._open: list[WsConnection] = []
+        self._parked: list[WsConnection] = []  # disconnected sessions that may be resumed
         self._refuse_remaining = 0
         self._refuse_status = 503
         self._release = asyncio.Event()
@@ -1090,7 +1094,7 @@ class FakeMattermost:
                               query=dict(request.query), headers=dict(request.headers),
                               body=body, time=self.now())
         self.requests.append(rec)
-        request["rec"] = rec
+        request[_REC] = rec
         response: web.StreamResponse
         fault = self._match_fault(request.method, request.path)
         try:
@@ -1139,7 +1143,7 @@ class FakeMattermost:
         if user is None:
             raise _ApiError(401, "api.context.session_expired.app_error",
                             "Invalid or expired session, please login again.")
-        request["rec"].user_id = user.id
+        request[_REC].user_id = user.id
         return user
 
     @staticmethod
@@ -1154,7 +1158,7 @@ class FakeMattermost:
     @staticmethod
     def _body(request: web.Request, name: str) -> Any:
         try:
-            return json.loads(request["rec"].body)
+            return json.loads(request[_REC].body)
         except ValueError:
             raise _invalid_body(name) from None
 
@@ -1534,7 +1538,7 @@ class FakeMattermost:
         return self._json({"token": cmd["token"]})
 
     async def _command_hook(self, request: web.Request) -> web.Response:
-        rec = request["rec"]
+        rec = request[_REC]
         hook_id = request.match_info["hook_id"]
         use = HookUse(hook_id=hook_id, time=self.now(), response=None)
         self.hook_uses.append(use)
@@ -1597,11 +1601,10 @@ class FakeMattermost:
                         post_type=str(resp.get("type") or "")))
                 except _ApiError as err:
                     error = err.message
-            elif kind == "ephemeral" or not kind:
-                if text or attachments:
-                    ephemeral.append(self._send_ephemeral(
-                        user.id, user.id, channel.id, text, root_id=root_id, props=props,
-                        source=source))
+            elif kind in ("ephemeral", "") and (text or attachments):
+                ephemeral.append(self._send_ephemeral(
+                    user.id, user.id, channel.id, text, root_id=root_id, props=props,
+                    source=source))
         return posts, ephemeral, error
 
     def build_command_request(
@@ -1812,6 +1815,11 @@ class FakeMattermost:
         for conn in self._open:
             if self._should_send(conn, message):
                 conn.queue.put_nowait(message)
+        for conn in list(self._parked):  # the hub keeps queueing for a disconnected session
+            if self._should_send(conn, message):
+                conn.queue.put_nowait(message)
+                if conn.queue.qsize() > SEND_QUEUE_SIZE:
+                    self._parked.remove(conn)
         return message
 
     def _should_send(self, conn: WsConnection, message: Mapping[str, Any]) -> bool:
@@ -1918,10 +1926,13 @@ class FakeMattermost:
             token = self._token_from(request)
             user = self._tokens.get(token) if token else None
             if user is not None:
-                if not self._resume(conn, user):
+                carried = self._resume(conn, user)
+                if carried is None:
                     self._drop_tcp(conn, "bad_sequence")
                     return ws
                 self._register(conn, user, "header", hello=conn.resumed in (None, "lost"))
+                for message in carried:
+                    conn.queue.put_nowait(message)
             conn.tasks.append(asyncio.create_task(self._ws_writer(conn)))
             conn.tasks.append(asyncio.create_task(self._ws_watchdog(conn)))
             await self._ws_read_loop(conn)
@@ -1935,20 +1946,27 @@ class FakeMattermost:
                 self._open.remove(conn)
             for task in conn.tasks:
                 task.cancel()
+            if conn.authenticated and not self._closed:
+                self._parked.append(conn)
         return ws
 
-    def _resume(self, conn: WsConnection, user: User) -> bool:
-        """``PopulateWebConnConfig`` + the writePump's dead-queue check (header auth only)."""
+    def _resume(self, conn: WsConnection, user: User) -> list[dict[str, Any]] | None:
+        """``PopulateWebConnConfig`` + the writePump's dead-queue check (header auth only).
+
+        Returns the events queued while disconnected (to send after hello/replay), or None
+        when the request is invalid (the server then closes the socket).
+        """
         cid = conn.query.get("connection_id", "")
-        prev = self._conn_by_id.get(cid) if cid else None
-        if prev is None or prev.user_id != user.id or not prev.closed:
-            return True
+        prev = next((c for c in self._parked if c.id == cid), None) if cid else None
+        if prev is None or prev.user_id != user.id:
+            return []
         try:
             seq = int(conn.query.get("sequence_number", ""))
         except ValueError:
-            return False
+            return None
         if seq < 0:
-            return False
+            return None
+        self._parked.remove(prev)
         conn.id = cid
         conn.dead_queue = prev.dead_queue
         conn.seq = prev.seq
@@ -1956,7 +1974,7 @@ class FakeMattermost:
         index = next((i for i, m in enumerate(queued) if m["seq"] == seq), None)
         if seq != 0 and index is not None:
             conn.resumed = "replayed"
-            for message in queued[index:]:
+            for message in queued[index:]:  # the dead queue first, then what was parked
                 conn.queue.put_nowait(message)
         elif seq != 0 and (not queued or queued[-1]["seq"] == seq - 1):
             conn.resumed = "lossless"
@@ -1966,12 +1984,14 @@ class FakeMattermost:
             conn.id = new_id()
             conn.seq = 0
             conn.dead_queue = deque(maxlen=DEAD_QUEUE_SIZE)
-        return True
+        carried: list[dict[str, Any]] = []
+        while not prev.queue.empty():
+            carried.append(prev.queue.get_nowait())
+        return carried
 
     def _register(self, conn: WsConnection, user: User, via: str, *, hello: bool = True) -> None:
         conn.user_id = user.id
         conn.auth = via
-        self._conn_by_id[conn.id] = conn
         if hello:
             conn.queue.put_nowait({"event": "hello", "data": {
                 "connection_id": conn.id, "server_version": self.server_version},
