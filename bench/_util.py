@@ -28,21 +28,22 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process, from /proc (Linux)."""
+def _status_mb(pid: int, key: str) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process now, from /proc (Linux)."""
+    return _status_mb(pid, "VmRSS")
 
 
 def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """The largest resident set size the process has had."""
+    return _status_mb(pid, "VmHWM")
 
 
 def free_port() -> int:
