@@ -100,58 +100,170 @@ class ChannelConfig(Strict):
 
 
 class SlackConfig(Strict):
+    """The ``slack:`` section (``bot/adapters/slack``; install steps in ``docs/slack.md``)."""
+
     enabled: bool = True
+    # socket: no inbound HTTP (works behind a site firewall); http: POST <events_path>.
     mode: Literal["socket", "http"] = "socket"
-    bot_token: SecretStr
+    bot_token: SecretStr  # xoxb-...
     app_token: SecretStr | None = None  # xapp-..., socket mode
-    signing_secret: SecretStr | None = None  # http mode
-    api_url: str = "https://slack.com/api/"
+    signing_secret: SecretStr | None = None  # http mode: every request's signature is checked
+    api_url: str = "https://slack.com/api/"  # tests and proxies override it
     # slash command -> family it maps to (None: the full command line, as /shiftbot)
     commands: dict[str, str | None] = {"/shiftbot": None}
-    channels: dict[str, str] = {}  # alias -> channel id (C...) or name (#ops)
+    channels: dict[str, str] = {}  # alias -> channel id (C...) or name (#ops), resolved lazily
+    # Fast commands are answered inline when done within this; otherwise "working on it" first.
     ack_budget_seconds: float = Field(2.0, gt=0, lt=3)
+    events_path: str = "/slack/events"  # http mode: commands, events and buttons arrive here
+    ping_interval_seconds: float = Field(10, gt=0)  # socket mode: ping (and liveness check) period
+    # /healthz reports Slack unhealthy after this long without a working connection.
+    unhealthy_after_seconds: float = Field(60, gt=0)
+    request_timeout_seconds: float = Field(10, gt=0)  # every Web API / response_url call
+    channel_cache_seconds: float = Field(3600, gt=0)  # channel name <-> id lookups are kept
 
 
 class MattermostConfig(Strict):
+    """The ``mattermost:`` section (``bot/adapters/mattermost``; setup in ``docs/mattermost.md``).
+
+    Time constants are settings so tests (and odd sites) can shrink or stretch them.
+    """
+
     enabled: bool = True
-    url: str  # scheme://host:port
-    token: SecretStr  # bot account access token
-    team: str
+    # The server as the bot reaches it: scheme://host[:port] (no path: Mattermost under a
+    # sub-path is not supported by the client library). Port defaults to 443/80.
+    url: str
+    token: SecretStr  # the bot account's access token (System Console > Bot Accounts)
+    team: str  # team URL name: channel names and slash commands live in it
+    verify_tls: bool = True  # false only for a test server with a self-signed certificate
+    # Tokens of the custom slash commands (`shiftbot mattermost register-commands` prints them).
+    # Requests with another token are refused with 401; an empty list refuses every command.
     command_tokens: list[SecretStr] = []
-    command_prefix: str = "!"
-    commands: dict[str, str | None] = {"shiftbot": None}  # trigger -> family
-    channels: dict[str, str] = {}  # alias -> channel name or id
-    action_secret: SecretStr | None = None  # HMAC key for button contexts (default: derived)
-    request_timeout_seconds: float = Field(10, gt=0)
+    command_prefix: str = Field("!", min_length=1)  # messages like `!condor q` are commands
+    commands: dict[str, str | None] = {"shiftbot": None}  # slash trigger -> family (None: all)
+    channels: dict[str, str] = {}  # alias -> channel name (resolved once at startup) or id
+    # HMAC key for button contexts. Unset: derived from the bot token (HMAC-SHA256 with a fixed
+    # label), so rotating the token invalidates outstanding buttons.
+    action_secret: SecretStr | None = None
+    # How long buttons stay valid. Unset: the longer of the approval and confirmation timeouts
+    # plus 5 minutes.
+    action_ttl_minutes: float | None = Field(None, gt=0)
+    request_timeout_seconds: float = Field(10, gt=0)  # deadline of every REST call
+    # A slash command or button answered within this is answered inline; otherwise "working on
+    # it" now and the answer later (Mattermost waits up to 30 s; people do not).
+    ack_budget_seconds: float = Field(2.5, gt=0, lt=30)
+    # The bot pings the socket this often; a socket with no event and no pong for two intervals
+    # is dead and recycled. A connection up for one interval resets the reconnect backoff.
+    ping_interval_seconds: float = Field(15, gt=0)
+    reconnect_min_seconds: float = Field(1, gt=0)  # first reconnect delay (then doubled, jittered)
+    reconnect_max_seconds: float = Field(60, gt=0)  # reconnect delay cap
+    # /healthz reports Mattermost unhealthy after this long without a working socket.
+    unhealthy_after_seconds: float = Field(60, gt=0)
+    dedupe_seconds: float = Field(600, gt=0)  # a post id seen again within this is not re-run
+
+    @field_validator("url")
+    @classmethod
+    def _server_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must look like https://mattermost.example.org[:port]")
+        if parts.path not in ("", "/"):
+            raise ValueError("must not have a path (Mattermost under a sub-path is unsupported)")
+        return value.strip().rstrip("/")
+
+    @field_validator("commands")
+    @classmethod
+    def _triggers(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        return {trigger.strip().lstrip("/").lower(): family for trigger, family in value.items()}
 
 
 # ----------------------------------------------------------------------------------- HTCondor
 
 
 class SubmitDescription(Strict):
-    file: str | None = None
-    text: str | None = None
+    """A submit description shiftbot may submit: from a file or inline, never from chat."""
+
+    file: str | None = None  # path; relative paths resolve against the config file's directory
+    text: str | None = Field(None, validate_default=True)  # inline description
     attributes: dict[str, str] = {}  # extra submit commands: accounting_group, ...
     batch_name: str | None = None  # the batch `resubmit` removes and waits for
+
+    @field_validator("text")
+    @classmethod
+    def _one_source(cls, value: str | None, info: Any) -> str | None:
+        if (value is None) == (info.data.get("file") is None):
+            raise ValueError("set exactly one of 'file' and 'text'")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _submit_commands(cls, value: dict[str, str]) -> dict[str, str]:
+        from bot.condor.errors import CondorError
+        from bot.condor.submitdesc import check_attributes
+
+        try:
+            check_attributes(value, "attributes")
+        except CondorError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class CondorPoolConfig(Strict):
     backend: Literal["htcondor", "demo"] = "htcondor"
-    collector: str | None = None  # host[:port]
+    collector: str | None = None  # host[:port]; also used by `condor analyze` for slots
     schedd: str | None = None  # schedd name, located through the collector
-    schedd_address: str | None = None  # <host:port?...> sinful string, no collector needed
+    # <host:port?...> or host:port: talk to the schedd directly, no collector lookup
+    schedd_address: str | None = Field(None, validate_default=True)
     scope: str | None = None  # constraint applied to every query and action
-    timeout_seconds: float = Field(10, gt=0)
+    timeout_seconds: float = Field(10, gt=0, le=300)  # deadline of each call to the schedd
     submit: dict[str, SubmitDescription] = {}
-    environment: dict[str, str] = {}  # _CONDOR_* knobs for the worker
-    demo_jobs: int = Field(300, ge=0)  # demo backend: queue size
+    environment: dict[str, str] = {}  # _CONDOR_* knobs for the worker (security, tokens)
+    demo_jobs: int = Field(300, ge=0, le=1_000_000)  # demo backend: queue size
     demo_seed: int = 1
+    demo_remove_delay_seconds: float = Field(2.0, ge=0)  # demo: how long removed jobs linger
+
+    @field_validator("schedd_address")
+    @classmethod
+    def _reachable(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and not re.fullmatch(r"<[^<>\s]+>|[A-Za-z0-9_.:\[\]-]+:\d{1,5}",
+                                                  value.strip()):
+            raise ValueError("expected <host:port?...> or host:port")
+        data = info.data
+        if data.get("backend") == "htcondor" and value is None and data.get("collector") \
+                and not data.get("schedd"):
+            raise ValueError("with a collector, set 'schedd' (the schedd name to locate) or "
+                             "'schedd_address'")
+        return value
+
+    @field_validator("scope")
+    @classmethod
+    def _valid_scope(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from bot.condor.constraints import validate
+        from bot.condor.errors import CondorError
+
+        try:
+            validate(value, what="scope")
+        except CondorError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _condor_knobs(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not (re.fullmatch(r"_CONDOR_[A-Za-z0-9_.]+", key) or key == "CONDOR_CONFIG"):
+                raise ValueError(f"{key}: only _CONDOR_* variables and CONDOR_CONFIG")
+        return value
 
 
 class CondorConfig(Strict):
-    default_pool: str | None = None
+    default_pool: str | None = None  # default: the only pool, when there is one
     pools: dict[str, CondorPoolConfig] = {}
-    resubmit_wait_seconds: float = Field(120, gt=0)
+    resubmit_wait_seconds: float = Field(120, gt=0, le=600)  # how long resubmit waits for rm
+    resubmit_poll_seconds: float = Field(1.0, gt=0, le=30)
 
 
 class LaterSection(Strict):

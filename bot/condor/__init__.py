@@ -7,7 +7,9 @@ only ever run inside the worker: :mod:`bot.condor.backend`, :mod:`bot.condor.dem
 - :mod:`bot.condor.service` -- :class:`CondorService`, what the ``condor`` handlers call.
 - :mod:`bot.condor.worker` -- the spawned worker process and its asyncio client (deadlines,
   kill and respawn).
-- :mod:`bot.condor.ops` -- the operations the worker runs (q, analyze, act, submit, ...).
+- :mod:`bot.condor.ops` -- the operations the worker runs (q, analyze, act, submit, ...);
+  :mod:`bot.condor.analyze` approximates ``condor_q -better-analyze``;
+  :mod:`bot.condor.submitdesc` splits multi-queue submit descriptions.
 - :mod:`bot.condor.backend` / :mod:`bot.condor.demo` -- a real pool (htcondor2) or the fake.
 - :mod:`bot.condor.constraints` -- validation and quoting of everything that becomes a constraint.
 - :mod:`bot.condor.errors` -- plain, picklable errors with one-line messages.

@@ -31,10 +31,10 @@ from typing import Any
 import classad2
 import htcondor2
 
-from bot.condor.models import PoolSpec
+from bot.condor.models import DEMO_SCHEDD, PoolSpec
 
 CONDOR_VERSION = "$CondorVersion: 25.14.1 2026-09-24 BuildID: shiftbot-demo $"
-DEFAULT_SCHEDD = "emfollow.ligo.caltech.edu"
+DEFAULT_SCHEDD = DEMO_SCHEDD
 _DEFAULT_ITEMDATA = object()
 _UNIVERSES = {"vanilla": 5, "standard": 1, "scheduler": 7, "grid": 9, "java": 10,
               "parallel": 11, "local": 12, "vm": 13, "docker": 5, "container": 5}
@@ -92,7 +92,8 @@ class DemoSchedd:
 
     def _reap(self) -> None:
         now = self.clock()
-        gone = [k for k, job in self._jobs.items() if job.gone_at is not None and job.gone_at <= now]
+        gone = [key for key, job in self._jobs.items()
+                if job.gone_at is not None and job.gone_at <= now]
         for key in gone:
             del self._jobs[key]
 
@@ -121,20 +122,24 @@ class DemoSchedd:
         limit = int(limit)
         results: list[Any] = []
         make = classad2.ClassAd
+        found = 0
         for job in self._jobs.values():
-            if limit >= 0 and len(results) >= limit:
+            if 0 <= limit <= found:
                 break
             ad = job.ad
             if matches(ad) is not True:
                 continue
-            if wanted:
-                keys = job.keys
-                results.append(make({k: ad[k] for k in wanted if k in keys}))
-            else:
-                results.append(make(str(ad)))
-        if callback is None:
-            return results
-        return [r for r in (callback(ad) for ad in results) if r is not None]
+            found += 1
+            keys = job.keys
+            result = make({k: ad[k] for k in wanted if k in keys}) if wanted else make(str(ad))
+            # The real bindings apply the callback after the whole list arrived; the result
+            # is the same, and applying it here keeps the fake's memory down at 100k jobs.
+            if callback is not None:
+                result = callback(result)
+                if result is None:
+                    continue
+            results.append(result)
+        return results
 
     def act(self, action: htcondor2.JobAction, job_spec: list[str] | str | classad2.ExprTree | int,
             reason: str | tuple[str, int] | None = None) -> classad2.ClassAd:
@@ -178,7 +183,8 @@ class DemoSchedd:
         return len(targets)
 
     def submit(self, description: htcondor2.Submit, count: int = 0, spool: bool = False,
-               itemdata: Any = _DEFAULT_ITEMDATA, queue: str | None = None) -> htcondor2.SubmitResult:
+               itemdata: Any = _DEFAULT_ITEMDATA,
+               queue: str | None = None) -> htcondor2.SubmitResult:
         if not isinstance(description, htcondor2.Submit):
             raise TypeError("description must be an htcondor2.Submit object")
         if queue is not None and (count or itemdata is not _DEFAULT_ITEMDATA):
@@ -342,7 +348,8 @@ class DemoCollector:
         self.schedd = schedd
         self.slots = list(slots)
 
-    def locate(self, daemon_type: htcondor2.DaemonType, name: str | None = None) -> classad2.ClassAd | None:
+    def locate(self, daemon_type: htcondor2.DaemonType,
+               name: str | None = None) -> classad2.ClassAd | None:
         if daemon_type != htcondor2.DaemonType.Schedd:
             return None
         if name is not None and name != self.schedd.name:
@@ -350,7 +357,8 @@ class DemoCollector:
         return self.schedd.location()
 
     def query(self, ad_type: htcondor2.AdType = htcondor2.AdType.Any, constraint: str | None = None,
-              projection: list[str] | None = None, statistics: str | None = None) -> list[classad2.ClassAd]:
+              projection: list[str] | None = None,
+              statistics: str | None = None) -> list[classad2.ClassAd]:
         if not isinstance(ad_type, htcondor2.AdType):
             raise TypeError("ad_type must be an htcondor.AdType")
         if ad_type not in (htcondor2.AdType.Startd, htcondor2.AdType.Slot, htcondor2.AdType.Any):
@@ -394,7 +402,8 @@ def _ad_from_submit(commands: dict[str, str], cluster: int, proc: int, user: str
         "ClusterId": cluster, "ProcId": proc, "Owner": user, "QDate": now,
         "EnteredCurrentStatus": now, "JobUniverse": universe,
         "JobStatus": 2 if local else 1, "NumJobStarts": 1 if local else 0,
-        "Cmd": lower.get("executable", "/bin/true"), "Iwd": lower.get("initialdir", f"/home/{user}"),
+        "Cmd": lower.get("executable", "/bin/true"),
+        "Iwd": lower.get("initialdir", f"/home/{user}"),
         "GlobalJobId": f"{schedd}#{cluster}.{proc}#{now}",
         "RequestCpus": 1, "RequestMemory": 128, "RequestDisk": 1024,
     })
@@ -501,18 +510,21 @@ def _slot_name(rng: random.Random, emfollow: bool = False) -> str:
     return f"slot1_{rng.randrange(1, 33)}@node{rng.randrange(100, 1400)}.cluster.ldas.cit"
 
 
-def _hold(ad: dict[str, Any], rng: random.Random, now: int, reason: tuple[int, int, str] | None = None) -> None:
+def _hold(ad: dict[str, Any], rng: random.Random, now: int,
+          reason: tuple[int, int, str] | None = None) -> None:
     code, sub, template = reason or rng.choice(HOLD_REASONS)
-    memory = int(ad.get("RequestMemory", 4096)) if isinstance(ad.get("RequestMemory"), int) else 16384
+    requested = ad.get("RequestMemory")
+    memory = requested if isinstance(requested, int) else 16384
+    slot = _slot_name(rng)
     ad.update({
         "JobStatus": 5, "HoldReasonCode": code, "HoldReasonSubCode": sub,
-        "HoldReason": template.format(slot=_slot_name(rng), owner=ad["Owner"],
+        "HoldReason": template.format(slot=slot, owner=ad["Owner"],
                                       batch=ad.get("JobBatchName", "job"), memory=memory,
                                       usage=memory + rng.randrange(1, 900)),
         "NumHolds": 1, "EnteredCurrentStatus": now - rng.randrange(300, 4 * 86400),
     })
     if code not in (1, 15):
-        ad["LastRemoteHost"] = _slot_name(rng)
+        ad["LastRemoteHost"] = slot
         ad["NumJobStarts"] = max(1, int(ad.get("NumJobStarts", 0)))
 
 
@@ -577,6 +589,7 @@ def seed_queue(size: int = 300, seed: int = 1, now: float | None = None) -> list
                                  "cgroup memory limit of 16384 megabytes. Last measured usage: "
                                  "16611 megabytes.  Consider resubmitting with a higher "
                                  "request_memory.")
+            job["LastRemoteHost"] = "slot1@node2296.cluster.ldas.cit"
             job["EnteredCurrentStatus"] = t - 5 * 3600
 
     def playground(proc: int, job: dict[str, Any]) -> None:
@@ -591,6 +604,7 @@ def seed_queue(size: int = 300, seed: int = 1, now: float | None = None) -> list
                                       "execute '/home/emfollow-playground/.local/bin/"
                                       "gwcelery-condor-submit-helper': (errno=2: 'No such file "
                                       "or directory')"))
+            job["LastRemoteHost"] = "slot1@node2301.cluster.ldas.cit"
         elif proc == 17:
             job.update(JobStatus=1, NumJobStarts=0, EnteredCurrentStatus=t - 20 * 60,
                        LastRejMatchReason="no match found", LastRejMatchTime=t - 25)
@@ -689,7 +703,8 @@ def seed_slots(seed: int = 1) -> list[classad2.ClassAd]:
     return slots
 
 
-def build(spec: PoolSpec, clock: Callable[[], float] = time.time) -> tuple[DemoSchedd, DemoCollector]:
+def build(spec: PoolSpec,
+          clock: Callable[[], float] = time.time) -> tuple[DemoSchedd, DemoCollector]:
     """The demo pool of a spec: a seeded schedd and a collector that knows it."""
     schedd = DemoSchedd(seed_queue(spec.demo_jobs, spec.demo_seed, clock()),
                         name=spec.schedd or DEFAULT_SCHEDD, remove_delay=spec.demo_remove_delay,

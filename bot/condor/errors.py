@@ -88,7 +88,8 @@ def translate(exc: BaseException, *, daemon: str, where: str = "") -> CondorErro
     raw = " ".join(str(exc).split())  # one line, whatever the bindings produced
     at = f" at {where}" if where else ""
     if name == "ClassAdException":
-        return CondorBadConstraint(f"{daemon}: not a valid ClassAd expression ({raw or 'parse error'})")
+        return CondorBadConstraint(
+            f"{daemon}: not a valid ClassAd expression ({raw or 'parse error'})")
     if name == "HTCondorException" or isinstance(exc, OSError):
         if _SILENT.search(raw):
             return CondorTimeout(f"{daemon}{at} accepted the connection but did not answer "

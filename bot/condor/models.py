@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+DEMO_SCHEDD = "emfollow.ligo.caltech.edu"  # the demo schedd's name, unless the pool sets one
+
 
 @dataclass(frozen=True, slots=True)
 class PoolSpec:
@@ -26,7 +28,7 @@ class PoolSpec:
     def label(self) -> str:
         """How messages name the schedd: ``schedd emfollow.ligo.caltech.edu``."""
         if self.backend == "demo":
-            return f"schedd {self.schedd or 'demo'}"
+            return f"schedd {self.schedd or DEMO_SCHEDD}"
         if self.schedd:
             return f"schedd {self.schedd}"
         if self.schedd_address:
