@@ -116,19 +116,19 @@ class CommandSpec:
     public: bool = False  # results go to the channel unless the caller adds --private
     timeout: float = 60.0  # the dispatcher's deadline for the handler
     hidden: bool = False  # not listed by help (confirm/cancel plumbing)
+    # Derived once (they are on every dispatch's path):
+    key: str = field(init=False)  # condor.q or help: what audit and metrics speak of
+    words: str = field(init=False)  # "condor q"
+    _usage: str = field(init=False, repr=False)
 
-    @property
-    def key(self) -> str:
-        """``condor.q`` or ``help``: what permissions, audit and metrics speak of."""
-        return f"{self.family}.{self.name}" if self.name else self.family
-
-    @property
-    def words(self) -> str:
-        return f"{self.family} {self.name}" if self.name else self.family
+    def __post_init__(self) -> None:
+        self.key = f"{self.family}.{self.name}" if self.name else self.family
+        self.words = f"{self.family} {self.name}" if self.name else self.family
+        parts = [self.words, *(a.metavar for a in self.args), *(o.usage for o in self.options)]
+        self._usage = " ".join(parts)
 
     def usage(self) -> str:
-        parts = [self.words, *(a.metavar for a in self.args), *(o.usage for o in self.options)]
-        return " ".join(parts)
+        return self._usage
 
 
 @dataclass(frozen=True, slots=True)

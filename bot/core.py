@@ -125,11 +125,19 @@ class Bot:
     # ------------------------------------------------------------------ entry points
 
     def lookup(self, text: str) -> CommandSpec | None:
-        """The command a line names, without running anything (adapters ask: is it slow?)."""
-        try:
-            return parse(self.registry, text).spec
-        except ParseError as exc:
-            return exc.spec
+        """The command a line names, without running anything (adapters ask: is it slow?).
+
+        Family and subcommand names are plain words, so the first two words decide; the full
+        parse (quotes, arguments) happens once, in :meth:`handle`."""
+        words = text.split(None, 2)
+        if not words:
+            return None
+        family = self.registry.families.get(words[0].lower())
+        if family is None:
+            return None
+        if "" in family.commands:
+            return family.commands[""]
+        return family.commands.get(words[1].lower()) if len(words) > 1 else None
 
     async def handle(self, inbound: Inbound, progress: Progress | None = None) -> Outcome:
         """Run one command line from any entry point. Never raises for bad input."""

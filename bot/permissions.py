@@ -65,6 +65,7 @@ class Gate:
             name: tuple(self._closure(name, set())) for name in config.roles
         }
         self._rules[BASELINE] = tuple(Rule(g, BASELINE) for g in config.bot.unknown_user_allow)
+        self._memo: dict[tuple[object, ...], Decision] = {}
 
     def _closure(self, role: str, seen: set[str]) -> list[Rule]:
         if role in seen or role not in self.config.roles:
@@ -112,12 +113,25 @@ class Gate:
               sources: list[RoleSource] | None = None) -> Decision:
         """Decide one permission; ``sources`` (from :meth:`roles_of`) saves recomputing them
         when one caller is checked against many permissions (``help``)."""
+        if sources is None:
+            sources = self.roles_of(caller)
+        # The decision depends only on these; rules are fixed once the gate is built.
+        memo_key = (caller.person.key if caller.person else None, caller.channel_alias,
+                    tuple(sources), permission)
+        decision = self._memo.get(memo_key)
+        if decision is None:
+            if len(self._memo) > 20_000:
+                self._memo.clear()
+            decision = self._memo[memo_key] = self._decide(caller, permission, sources)
+        return decision
+
+    def _decide(self, caller: Caller, permission: str, sources: list[RoleSource]) -> Decision:
         if permission in DECISION_PERMISSIONS:
             if caller.person is None:
                 return Decision(False, "only configured people can decide requests")
             return Decision(True, "every configured person may use it; the request decides")
         needs_approval: tuple[Rule, RoleSource, str] | None = None
-        for source in sources if sources is not None else self.roles_of(caller):
+        for source in sources:
             for rule in self._rules.get(source.role, ()):
                 if not _matches(permission, rule.glob):
                     continue

@@ -95,13 +95,13 @@ def format_duration(seconds: float | int | None) -> str:
 
 def format_table(table: Table) -> list[str]:
     """Aligned monospace rows, with a last line counting what was left out."""
-    cells = [[str(c) for c in table.columns]] + [[str(c) for c in row] for row in table.rows]
-    widths = [max(len(row[i]) if i < len(row) else 0 for row in cells)
-              for i in range(len(table.columns))]
+    width = len(table.columns)
+    cells = [[str(c) for c in table.columns]]
+    cells += [[str(c) for c in row[:width]] + [""] * (width - len(row)) for row in table.rows]
+    widths = [max(map(len, column)) for column in zip(*cells, strict=True)]
     lines = []
     for index, row in enumerate(cells):
-        padded = [(row[i] if i < len(row) else "").ljust(widths[i]) for i in range(len(widths))]
-        lines.append("  ".join(padded).rstrip())
+        lines.append("  ".join(map(str.ljust, row, widths)).rstrip())
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
     if table.omitted:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import signal
@@ -79,6 +80,12 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         scheduler.start()
         for adapter in adapters:
             await adapter.start()
+        # Everything allocated so far lives as long as the process: keep the collector from
+        # rescanning it, and collect young objects less often (bursts of commands allocate
+        # many short-lived dicts; this cut the Slack benchmark's p99 by about a quarter).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         log.info("shiftbot running: %s", ", ".join(["http", *bot.adapters]) )
         await stop.wait()
         log.info("shutting down")

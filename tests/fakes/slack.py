@@ -278,7 +278,7 @@ class Message:
     blocks: list[dict[str, Any]] | None
     thread_ts: str | None
     user: str
-    source: str  # "chat.postMessage" | "chat.postEphemeral" | "response_url" | "user"
+    source: str  # "chat.postMessage" | "chat.postEphemeral" | "response_url" | "ack" | "user"
     ephemeral_to: str | None = None
     attachments: list[Any] | None = None
     deleted: bool = False
@@ -1245,6 +1245,12 @@ class FakeSlack:
             async with http.post(url, data=request.body, headers=request.headers) as resp:
                 body = await resp.text()
             elapsed = time.monotonic() - t0
+        if resp.status == 200 and body.strip() and "command" in request.payload:
+            data: Any = {"text": body}
+            if body.lstrip().startswith("{"):
+                with contextlib.suppress(ValueError):
+                    data = json.loads(body)
+            self._materialize_ack(request.payload, data)
         return HttpDelivery(
             status=resp.status,
             body=body,
@@ -1838,6 +1844,35 @@ class FakeSlack:
         self._messages.append(msg)
         ru.last_ts = msg.ts
 
+    def _materialize_ack(self, command: Mapping[str, Any], data: Any) -> Message | None:
+        """Slack shows a slash command's ack body as a message (ephemeral unless
+        ``response_type: in_channel``); it does not use up the command's response_url."""
+        if not isinstance(data, dict) or not (
+            data.get("text") or data.get("blocks") or data.get("attachments")
+        ):
+            return None
+        try:
+            ru = self.response_url(str(command.get("response_url") or ""))
+        except KeyError:
+            return None
+        in_channel = data.get("response_type") == "in_channel"
+        msg = Message(
+            channel=ru.channel,
+            ts=self._next_ts(),
+            text=data.get("text"),
+            blocks=data.get("blocks"),
+            thread_ts=None,
+            user=self.bot_user_id,
+            source="ack",
+            ephemeral_to=None if in_channel else ru.user,
+            attachments=data.get("attachments"),
+            params=dict(data),
+        )
+        self._messages.append(msg)
+        ru.last_ts = msg.ts
+        self._notify()
+        return msg
+
     # ---------------------------------------------------------------- Socket Mode endpoint
 
     def _host(self, conn: SocketConnection) -> str:
@@ -1938,4 +1973,6 @@ class FakeSlack:
             env.ack = data
             env.acked_at = time.monotonic()
             self.acks.append(env)
+            if env.type == "slash_commands":
+                self._materialize_ack(env.payload, data.get("payload"))
         self._notify()

@@ -1,0 +1,132 @@
+"""Reply -> Slack message (mrkdwn text + Block Kit), and button ids back to decisions.
+
+Pure functions: no I/O. The text comes from :func:`bot.render.render_text` (the table in a code
+block); it is escaped for mrkdwn, split into section blocks under Slack's 3,000-character limit
+(code blocks are closed and reopened across a split) and capped so a message stays far below
+Slack's 50 blocks / 40,000 characters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.render import render_text
+from bot.reply import Action, Choice, Level, Reply
+
+SECTION_LIMIT = 3000  # Slack's limit for a section block's text
+SECTION_BUDGET = 2900  # what we fill, leaving room for a reopened/closed code fence
+MAX_SECTIONS = 12
+FALLBACK_LIMIT = 400  # the top-level ``text``: notifications only, the blocks hold it all
+ACTION_PREFIX = "shiftbot."
+FENCE = "```"
+
+LEVEL_EMOJI = {Level.WARNING: ":warning:", Level.ERROR: ":x:", Level.DENIED: ":no_entry:"}
+
+
+def escape(text: str) -> str:
+    """Escape the three characters mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def reply_text(reply: Reply) -> str:
+    """The whole reply as escaped mrkdwn (level emoji, title, text, fields, table)."""
+    text = escape(render_text(reply, "slack"))
+    emoji = LEVEL_EMOJI.get(reply.level)
+    return f"{emoji} {text}" if emoji and text else text
+
+
+def split_sections(text: str, budget: int = SECTION_BUDGET,
+                   max_sections: int = MAX_SECTIONS) -> list[str]:
+    """Cut ``text`` at line boundaries into chunks of at most ``budget`` characters.
+
+    A chunk that ends inside a code block is closed with a fence and the next one reopens it.
+    Beyond ``max_sections`` the rest is dropped and the last chunk says how much was left out.
+    """
+    if len(text) <= budget:
+        return [text or " "]
+    pieces: list[str] = []
+    for line in text.split("\n"):
+        while len(line) > budget - 8:  # a single monster line: hard cut
+            pieces.append(line[: budget - 8])
+            line = line[budget - 8:]
+        pieces.append(line)
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    in_code = False
+    for line in pieces:
+        if current and size + len(line) + 1 > budget - len(FENCE) - 1:
+            if in_code:
+                current.append(FENCE)
+            chunks.append("\n".join(current))
+            current, size = ([FENCE], len(FENCE) + 1) if in_code else ([], 0)
+        current.append(line)
+        size += len(line) + 1
+        if line.count(FENCE) % 2 == 1:
+            in_code = not in_code
+    if current and any(part.strip() for part in current):
+        chunks.append("\n".join(current))
+    if len(chunks) > max_sections:
+        dropped = sum(c.count("\n") + 1 for c in chunks[max_sections - 1:])
+        chunks = chunks[: max_sections - 1]
+        chunks.append(f"_... {dropped} more lines not shown (too long for one Slack message)_")
+    return chunks or [" "]
+
+
+def button(action: Action) -> dict[str, Any]:
+    """One Block Kit button; destructive confirmations get Slack's native confirm dialog."""
+    element: dict[str, Any] = {
+        "type": "button",
+        "action_id": ACTION_PREFIX + action.choice.value,
+        "value": action.request_id,
+        "text": {"type": "plain_text", "text": action.label[:75], "emoji": True},
+    }
+    if action.style in ("primary", "danger"):
+        element["style"] = action.style
+    if action.confirm_text:
+        element["confirm"] = {
+            "title": {"type": "plain_text", "text": "Are you sure?"},
+            "text": {"type": "mrkdwn", "text": escape(action.confirm_text)[:300]},
+            "confirm": {"type": "plain_text", "text": action.label[:30]},
+            "deny": {"type": "plain_text", "text": "Back"},
+            "style": "danger" if action.style == "danger" else "primary",
+        }
+    return element
+
+
+def message(reply: Reply, *, with_actions: bool = True) -> dict[str, Any]:
+    """``{"text", "blocks"}`` for chat.postMessage, response_url or an ack."""
+    text = reply_text(reply)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": chunk}}
+        for chunk in split_sections(text)
+    ]
+    if with_actions and reply.actions:
+        request = reply.actions[0].request_id
+        blocks.append({"type": "actions", "block_id": f"{ACTION_PREFIX}{request}"[:255],
+                       "elements": [button(a) for a in reply.actions]})
+    return {"text": fallback(text), "blocks": blocks}
+
+
+def fallback(text: str, limit: int = FALLBACK_LIMIT) -> str:
+    """The notification text: the message itself when short, else its start (whole lines)."""
+    if len(text) <= limit:
+        return text or " "
+    cut = text.rfind("\n", 0, limit - 4)
+    head = text[: cut if cut > limit // 2 else limit - 4].rstrip()
+    if head.count(FENCE) % 2:
+        head = head[: head.rfind(FENCE)].rstrip()
+    return head + " ..."
+
+
+def parse_action(action: dict[str, Any]) -> tuple[Choice, str] | None:
+    """``(choice, request_id)`` from a clicked button of ours, else None."""
+    action_id = str(action.get("action_id") or "")
+    if not action_id.startswith(ACTION_PREFIX):
+        return None
+    try:
+        choice = Choice(action_id[len(ACTION_PREFIX):])
+    except ValueError:
+        return None
+    request_id = str(action.get("value") or "").strip()
+    return (choice, request_id) if request_id else None
