@@ -58,9 +58,12 @@ class ChannelSender(Generic[T]):
     stats: SenderStats = field(default_factory=SenderStats)
     _queues: dict[str, asyncio.Queue[_Item[T]]] = field(default_factory=dict)
     _workers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _unfinished: int = 0
 
     def send_nowait(self, channel: str, payload: Any) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._unfinished += 1
+        future.add_done_callback(self._one_finished)
         queue = self._queues.setdefault(channel, asyncio.Queue())
         queue.put_nowait(_Item(payload, future))
         worker = self._workers.get(channel)
@@ -70,16 +73,20 @@ class ChannelSender(Generic[T]):
             )
         return future
 
+    def _one_finished(self, _future: asyncio.Future[T]) -> None:
+        self._unfinished -= 1
+
     async def send(self, channel: str, payload: Any) -> T:
         return await self.send_nowait(channel, payload)
 
     def pending(self) -> int:
-        return sum(q.qsize() for q in self._queues.values())
+        """Messages queued or being delivered (retries included)."""
+        return self._unfinished
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued message is sent or failed (clean shutdown)."""
         async with asyncio.timeout(timeout):
-            while self.pending() or any(not w.done() for w in self._workers.values()):
+            while self._unfinished:
                 await asyncio.sleep(0.01)
 
     async def close(self) -> None:

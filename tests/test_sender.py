@@ -76,3 +76,21 @@ async def test_gives_up_after_max_attempts() -> None:
     with pytest.raises(TransientError):
         await sender.send("c", "x")
     await sender.close()
+
+
+async def test_flush_returns_once_everything_is_delivered() -> None:
+    delivered: list[str] = []
+
+    async def post(channel: str, payload: str) -> str:
+        await asyncio.sleep(0.01)
+        delivered.append(payload)
+        return payload
+
+    sender: ChannelSender[str] = ChannelSender(post)  # idle workers linger for 60 s
+    for i in range(5):
+        sender.send_nowait("c", str(i))
+    start = time.monotonic()
+    await sender.flush(timeout=5)
+    assert delivered == ["0", "1", "2", "3", "4"] and sender.pending() == 0
+    assert time.monotonic() - start < 1
+    await sender.close()
