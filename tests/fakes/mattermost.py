@@ -18,6 +18,8 @@ app/ratelimit.go; /work/shared/notes/PROTOCOLS.md):
   ``{id, message, detailed_error, request_id, status_code}``. The token is read from
   ``Authorization: Bearer|Token <t>`` or ``?access_token=``; missing/unknown -> 401.
 * ``POST /posts`` answers 201. ``root_id`` must name a root post of the same channel (else 400).
+  A repeated ``pending_post_id`` within 30 s answers the post created the first time (the
+  server's ``deduplicateCreatePost``: retried creates are idempotent).
   The poster must be a channel member (else 403). ``PUT /posts/{id}`` replaces ``message`` *and*
   ``props`` (omitting ``props`` wipes the attachments); ``PUT /posts/{id}/patch`` only changes
   the fields given. Button ``integration`` blocks are stripped from every post the server hands
@@ -98,6 +100,7 @@ POST_MESSAGE_MAX_RUNES = 16383
 COMMAND_HOOK_LIFETIME = 30 * 60.0  # seconds (model.CommandWebhookLifetime)
 COMMAND_HOOK_MAX_USES = 5
 DEAD_QUEUE_SIZE = 128
+PENDING_POST_IDS_TTL = 30.0  # seconds (app/post.go PendingPostIDsCacheTTL)
 RETAINED_ACTION_PROPS = ("from_webhook", "override_username", "override_icon_url")
 LOOPBACK_NO_PROXY = ("127.0.0.1", "localhost")
 
@@ -551,6 +554,7 @@ class FakeMattermost:
         self._channels: dict[str, Channel] = {}
         self._posts: dict[str, dict[str, Any]] = {}
         self._post_order: list[str] = []
+        self._pending_post_ids: dict[str, tuple[str, float]] = {}  # pending id -> (post, time)
         self._commands: dict[str, dict[str, Any]] = {}
         self._hooks: dict[str, CommandHook] = {}
         self._open: list[WsConnection] = []
@@ -1320,10 +1324,19 @@ class FakeMattermost:
         props = body.get("props") or {}
         if not isinstance(props, dict):
             raise _invalid_body("post")
+        pending = str(body.get("pending_post_id") or "")
+        seen = self._pending_post_ids.get(pending) if pending else None
+        if seen is not None and self.now() - seen[1] < PENDING_POST_IDS_TTL:
+            # deduplicateCreatePost: a retried create answers the post made the first time
+            existing = self._posts.get(seen[0])
+            if existing is not None:
+                return self._json(self._client_post(existing), status=201)
         post = self._create_post_record(
             user, channel, str(body.get("message") or ""), root_id=str(body.get("root_id") or ""),
             props=props, file_ids=list(body.get("file_ids") or []),
-            pending_post_id=str(body.get("pending_post_id") or ""))
+            pending_post_id=pending)
+        if pending:
+            self._pending_post_ids[pending] = (post["id"], self.now())
         return self._json(self._client_post(post), status=201)
 
     async def _create_ephemeral(self, request: web.Request) -> web.Response:

@@ -1,0 +1,250 @@
+"""REST v4 through mattermostautodriver's ``AsyncTypedDriver``, with deadlines and one retry policy.
+
+The driver retries 429 for every method and 5xx only for GET/PUT/DELETE, each call on its own.
+Here its retries are off (``max_retries=0``): outbound posts are retried by the adapter's
+per-channel sender (so a later post never overtakes an earlier one) and other calls by
+:meth:`MattermostRest.retrying`. Every call has a total deadline (httpx's timeout is per phase).
+Failures are mapped onto the sender's vocabulary: :class:`~bot.sender.RateLimited` (429, with
+``Retry-After``), :class:`~bot.sender.TransientError` (5xx, timeouts, connection errors);
+anything else is permanent and raised as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from mattermostautodriver import AsyncTypedDriver
+from mattermostautodriver.exceptions import (
+    InvalidMattermostError,
+    MattermostError,
+    TooManyRequests,
+)
+
+from bot.adapters.mattermost.transport import AiohttpTransport
+from bot.config import MattermostConfig, secret_value
+from bot.sender import RateLimited, TransientError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def server_parts(url: str) -> tuple[str, str, int]:
+    """``https://mm.example.org`` -> (``https``, ``mm.example.org``, 443)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme or "https"
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, parts.hostname or "", port
+
+
+def websocket_url(url: str) -> str:
+    """The server's websocket endpoint."""
+    scheme, host, port = server_parts(url)
+    return f"{'wss' if scheme == 'https' else 'ws'}://{host}:{port}/api/v4/websocket"
+
+
+def driver_options(config: MattermostConfig) -> dict[str, Any]:
+    """Options for ``AsyncTypedDriver``: host only in ``url``, int ``port``, no retries,
+    and an aiohttp transport under httpx (see :mod:`bot.adapters.mattermost.transport`)."""
+    scheme, host, port = server_parts(config.url)
+    return {
+        "url": host, "port": port, "scheme": scheme, "token": secret_value(config.token),
+        "verify": config.verify_tls, "request_timeout": config.request_timeout_seconds,
+        "max_retries": 0, "retry_max_sleep": 0, "keepalive": False,
+        "transport": AiohttpTransport(verify=config.verify_tls),
+    }
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status behind a driver or httpx error, if there was a response."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def classify(exc: BaseException) -> BaseException:
+    """Map a failed call onto RateLimited / TransientError; permanent errors pass through."""
+    if isinstance(exc, RateLimited | TransientError):
+        return exc
+    if isinstance(exc, TooManyRequests):
+        return RateLimited(exc.retry_after)
+    if isinstance(exc, MattermostError | InvalidMattermostError):
+        status = status_of(exc) or 0
+        if status >= 500:
+            return TransientError(f"HTTP {status}: {exc}")
+        return exc
+    if isinstance(exc, httpx.TransportError | TimeoutError | ConnectionError):
+        return TransientError(f"{type(exc).__name__}: {exc}" if str(exc)
+                              else type(exc).__name__)
+    return exc
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description for logs and health (never a traceback)."""
+    status = status_of(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    if status:
+        return f"HTTP {status} {name}: {text}"[:200]
+    return f"{name}: {text}"[:200] if text else name
+
+
+def _json(value: Any) -> Any:
+    """The driver returns the raw response when Content-Type is not exactly application/json."""
+    if isinstance(value, httpx.Response):
+        return value.json()
+    return value
+
+
+class MattermostRest:
+    """The REST calls the adapter makes, each with a deadline and classified failures."""
+
+    def __init__(self, config: MattermostConfig, *, driver: AsyncTypedDriver | None = None,
+                 retry_base: float = 0.5, retry_cap: float = 30.0) -> None:
+        self.config = config
+        self.timeout = config.request_timeout_seconds
+        self.driver = driver or AsyncTypedDriver(driver_options(config))
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self.user_id = ""
+        self.username = ""
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The driver's httpx client (for ``response_url``, which is outside ``/api/v4``)."""
+        return self.driver.client.client
+
+    async def close(self) -> None:
+        await self.driver.close()
+
+    async def call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
+        """One call under a total deadline; failures classified (see :func:`classify`)."""
+        try:
+            async with asyncio.timeout(self.timeout + 1):
+                return await make()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            mapped = classify(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def retrying(self, what: str, make: Callable[[], Awaitable[T]], *,
+                       attempts: int = 5) -> T:
+        """:meth:`call`, retrying 429 (after ``Retry-After``) and transient failures."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.call(what, make)
+            except (RateLimited, TransientError) as exc:
+                if attempt == attempts:
+                    raise
+                if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    delay = exc.retry_after
+                else:
+                    delay = min(self.retry_cap, self.retry_base * 2 ** (attempt - 1))
+                    delay *= random.uniform(0.5, 1.0)
+                log.warning("Mattermost %s failed (%s); retry %d in %.1f s", what, exc,
+                            attempt, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ calls
+
+    async def login(self) -> dict[str, Any]:
+        """``GET users/me``; remembers the bot's id and username."""
+        me = _json(await self.call("login", self.driver.login))
+        self.user_id, self.username = me["id"], me["username"]
+        return me
+
+    async def team(self, name: str) -> dict[str, Any]:
+        return _json(await self.call("team lookup", lambda: self.driver.client.get(
+            f"/api/v4/teams/name/{name}")))
+
+    async def channel_by_name(self, team: str, name: str) -> dict[str, Any]:
+        return _json(await self.call("channel lookup", lambda: self.driver.client.get(
+            f"/api/v4/teams/name/{team}/channels/name/{name}")))
+
+    async def users_by_usernames(self, names: list[str]) -> list[dict[str, Any]]:
+        return _json(await self.call("user lookup", lambda: self.driver.client.post(
+            "/api/v4/users/usernames", options=names)))
+
+    async def create_post(self, channel_id: str, message: str, *, root_id: str = "",
+                          props: dict[str, Any] | None = None,
+                          pending_post_id: str | None = None) -> dict[str, Any]:
+        """``POST posts``. ``pending_post_id`` makes a retried POST idempotent on the server
+        (it deduplicates by that id for 30 s), so a timeout retry cannot post twice."""
+        body: dict[str, Any] = {"channel_id": channel_id, "message": message,
+                                "pending_post_id": pending_post_id or self.pending_id()}
+        if root_id:
+            body["root_id"] = root_id
+        if props:
+            body["props"] = props
+        return _json(await self.call("post", lambda: self.driver.client.post(
+            "/api/v4/posts", options=body)))
+
+    async def create_ephemeral(self, user_id: str, channel_id: str, message: str, *,
+                               root_id: str = "") -> dict[str, Any]:
+        post: dict[str, Any] = {"channel_id": channel_id, "message": message}
+        if root_id:
+            post["root_id"] = root_id
+        return _json(await self.call("ephemeral post", lambda: self.driver.client.post(
+            "/api/v4/posts/ephemeral", options={"user_id": user_id, "post": post})))
+
+    async def patch_post(self, post_id: str, *, message: str,
+                         props: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``PUT posts/{id}/patch`` (a plain PUT without props would wipe the attachments)."""
+        body: dict[str, Any] = {"message": message}
+        if props is not None:
+            body["props"] = props
+        return _json(await self.call("post update", lambda: self.driver.client.put(
+            f"/api/v4/posts/{post_id}/patch", options=body)))
+
+    async def post_to_hook(self, url: str, payload: dict[str, Any]) -> None:
+        """POST a command response to a ``response_url``; raises for non-2xx answers."""
+        async def send() -> None:
+            response = await self.http.post(url, json=payload, timeout=self.timeout)
+            if response.status_code == 429:
+                retry = response.headers.get("Retry-After")
+                raise RateLimited(float(retry) if retry and retry.isdigit() else None)
+            if response.status_code >= 500:
+                raise TransientError(f"response_url answered HTTP {response.status_code}")
+            if response.status_code >= 300:
+                raise HookRefused(response.status_code, response.text[:200])
+
+        await self.call("response_url", send)
+
+    async def list_commands(self, team_id: str) -> list[dict[str, Any]]:
+        # custom_only=True: without it the server blanks the tokens.
+        return _json(await self.call("command list", lambda: self.driver.client.get(
+            "/api/v4/commands", params={"team_id": team_id, "custom_only": "true"})))
+
+    async def create_command(self, command: dict[str, Any]) -> dict[str, Any]:
+        # The driver's create_command() sends only four fields; post the whole command.
+        return _json(await self.call("command create", lambda: self.driver.client.post(
+            "/api/v4/commands", options=command)))
+
+    async def update_command(self, command: dict[str, Any]) -> dict[str, Any]:
+        return _json(await self.call("command update", lambda: self.driver.client.put(
+            f"/api/v4/commands/{command['id']}", options=command)))
+
+    def pending_id(self) -> str:
+        """A client-side post id (``<user id>:<random>``, as the web app makes them)."""
+        return f"{self.user_id}:{secrets.token_hex(8)}"
+
+
+class HookRefused(Exception):
+    """A ``response_url`` that is used up (400) or expired (404): post through the API."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"response_url answered HTTP {status}: {text}")
+        self.status_code = status
