@@ -16,6 +16,31 @@ def _allowed(ctx: Context, spec: CommandSpec, sources: list[RoleSource] | None =
     return not spec.hidden and ctx.bot.gate.check(ctx.caller, spec.permission, sources).allowed
 
 
+def _help_rows(ctx: Context) -> list[list[str]]:
+    """The help table for the caller's roles here. It depends only on those roles (the
+    registry and rules are fixed once the bot runs), so it is computed once per role set:
+    help is the command people run most."""
+    sources = ctx.bot.gate.roles_of(ctx.caller)
+    cache: dict[tuple[object, ...], list[list[str]]] = ctx.bot.services.setdefault(
+        "help.rows", {})
+    key = (ctx.caller.person.key if ctx.caller.person else None, ctx.caller.channel_alias,
+           tuple(sources))
+    rows = cache.get(key)
+    if rows is None:
+        rows = []
+        for spec in ctx.bot.registry.specs():
+            if spec.hidden:
+                continue
+            decision = ctx.bot.gate.check(ctx.caller, spec.permission, sources)
+            if decision.allowed:
+                note = " (needs approval)" if decision.approval_role else ""
+                rows.append([spec.family, spec.usage(), spec.summary + note])
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[key] = rows
+    return [list(row) for row in rows]
+
+
 @command("help", summary="What you can run here; 'help condor' for a family",
          args=[Arg("topic", help="a command family or command", many=True, required=False)],
          examples=["help", "help condor", "help condor q"])
@@ -36,16 +61,7 @@ async def help_(ctx: Context) -> Reply:
             extra = f" Did you mean '{family.name} {hint}'?" if hint else ""
             return Reply.error(f"No command '{' '.join(topic)}'.{extra}")
         return family_help(family, [s for s in family.commands.values() if _allowed(ctx, s)])
-    rows = []
-    sources = ctx.bot.gate.roles_of(ctx.caller)
-    for spec in registry.specs():
-        if spec.hidden:
-            continue
-        decision = ctx.bot.gate.check(ctx.caller, spec.permission, sources)
-        if not decision.allowed:
-            continue
-        note = " (needs approval)" if decision.approval_role else ""
-        rows.append([spec.family, spec.usage(), spec.summary + note])
+    rows = _help_rows(ctx)
     text = "Commands you may run here. 'help FAMILY' shows examples."
     if ctx.caller.person is None:
         text += ("\nYou are not a configured person: ask an operator to add your "
