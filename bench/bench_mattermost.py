@@ -35,7 +35,7 @@ from fakes.mattermost import FakeMattermost  # noqa: E402
 from bot.adapters.mattermost import MattermostAdapter  # noqa: E402
 from bot.config import parse_config  # noqa: E402
 from bot.core import Bot  # noqa: E402
-from bot.runtime import attach_http  # noqa: E402
+from bot.runtime import attach_http, settle_gc  # noqa: E402
 
 RATE_LIMIT = 300.0  # commands/s
 LAG_LIMIT_MS = 100.0
@@ -161,6 +161,7 @@ async def run(events: int, channels: int, tmp: Path) -> list[list[str]]:
     await http.start()
     bot.config.bot.http.public_url = http.url
     await adapter.start()
+    settle_gc()  # as `shiftbot run` does once started
     try:
         await fake.ask(f"push {WARMUP}")
         await fake.ask(f"wait {WARMUP} {WARMUP}")

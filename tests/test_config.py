@@ -119,3 +119,26 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(REPO / "config/shiftbot.example.yaml")
     registry = Registry().load(config.bot.handlers)
     assert [str(p) for p in check_references(config, registry)] == []
+
+
+def test_example_config_documents_every_key() -> None:
+    """Every field of every section model appears in the example file."""
+    from pydantic import BaseModel
+
+    from bot.config import Config, _unwrap
+
+    text = (REPO / "config/shiftbot.example.yaml").read_text()
+    missing: list[str] = []
+
+    def walk(model: type[BaseModel], path: str) -> None:
+        for name, field in model.model_fields.items():
+            if name == "source_dir":
+                continue
+            if f"{name}:" not in text:
+                missing.append(f"{path}{name}")
+            inner = _unwrap(field.annotation)
+            if inner is not None and inner is not model:
+                walk(inner, f"{path}{name}.")
+
+    walk(Config, "")
+    assert missing == []
