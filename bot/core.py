@@ -56,6 +56,9 @@ class Outcome:
     update: Reply | None = None
 
 
+INTERNAL_ERROR = Reply.error("That could not be handled (internal error; it has been logged).")
+
+
 def status_of(reply: Reply) -> OutcomeStatus:
     if reply.level == Level.ERROR:
         return OutcomeStatus.ERROR
@@ -140,7 +143,26 @@ class Bot:
         return family.commands.get(words[1].lower()) if len(words) > 1 else None
 
     async def handle(self, inbound: Inbound, progress: Progress | None = None) -> Outcome:
-        """Run one command line from any entry point. Never raises for bad input."""
+        """Run one command line from any entry point. Never raises: bad input gets usage, a
+        failure inside the bot (the database gone, a bug) a one-line error, and is logged."""
+        try:
+            return await self._handle(inbound, progress)
+        except Exception:
+            log.exception("command %r from %s:%s failed in the dispatcher", inbound.text[:100],
+                          inbound.platform, inbound.user_id)
+            return Outcome(INTERNAL_ERROR, OutcomeStatus.ERROR)
+
+    async def decide(self, who: Inbound | Caller, request_id: str, choice: Choice,
+                     reason: str | None = None, progress: Progress | None = None) -> Outcome:
+        """A button click or a typed ``confirm/cancel/approve/deny ID``: the decision gate.
+        Never raises (see :meth:`handle`)."""
+        try:
+            return await self._decide(who, request_id, choice, reason, progress)
+        except Exception:
+            log.exception("deciding request %r (%s) failed", request_id[:20], choice)
+            return Outcome(INTERNAL_ERROR, OutcomeStatus.ERROR)
+
+    async def _handle(self, inbound: Inbound, progress: Progress | None) -> Outcome:
         started = time.perf_counter()
         caller = self.directory.caller(inbound)
         try:
@@ -173,9 +195,8 @@ class Bot:
         return await self._execute(caller, parsed, AuditDecision.ALLOWED, started,
                                    progress=progress, arguments=arguments)
 
-    async def decide(self, who: Inbound | Caller, request_id: str, choice: Choice,
-                     reason: str | None = None, progress: Progress | None = None) -> Outcome:
-        """A button click or a typed ``confirm/cancel/approve/deny ID``: the decision gate."""
+    async def _decide(self, who: Inbound | Caller, request_id: str, choice: Choice,
+                      reason: str | None, progress: Progress | None) -> Outcome:
         started = time.perf_counter()
         caller = self.directory.caller(who) if isinstance(who, Inbound) else who
         request_id = request_id.strip().lower()

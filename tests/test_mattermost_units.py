@@ -18,7 +18,7 @@ from bot.adapters.mattermost.actions import (
     ForgedContext,
     derive_key,
 )
-from bot.adapters.mattermost.inbound import SeenIds, command_in, is_direct_channel, slash_text
+from bot.adapters.mattermost.inbound import command_in, is_direct_channel, slash_text
 from bot.adapters.mattermost.outbound import MESSAGE_LIMIT, Responder, fit
 from bot.adapters.mattermost.rest import classify, driver_options, websocket_url
 from bot.adapters.mattermost.websocket import Backoff
@@ -119,17 +119,6 @@ def test_slash_text_and_direct_channels() -> None:
     assert is_direct_channel("D", None) and not is_direct_channel("O", "a" * 26 + "__" + "b" * 26)
     assert is_direct_channel(None, "a" * 26 + "__" + "b" * 26)
     assert not is_direct_channel(None, "ops") and not is_direct_channel("G", None)
-
-
-def test_seen_ids_forget_after_their_ttl() -> None:
-    clock = Clock(0)
-    seen = SeenIds(10, max_items=3, clock=clock)
-    assert seen.first_time("a") and not seen.first_time("a")
-    clock.now = 11
-    assert seen.first_time("a")
-    for item in "bcd":
-        assert seen.first_time(item)
-    assert len(seen) == 3 and seen.first_time("a")  # bounded: the oldest went
 
 
 # ------------------------------------------------------------------------- backoff, errors

@@ -161,3 +161,23 @@ async def test_ttl_defaults(make_config) -> None:  # type: ignore[no-untyped-def
         assert timedelta(minutes=14, seconds=59) < ttl <= timedelta(minutes=15)
     finally:
         await bot.close()
+
+
+async def test_handle_and_decide_never_raise(make_bot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A failure inside the bot (here: the database is gone) is a one-line error, not a crash
+    of the adapter that called."""
+    from sqlalchemy.exc import OperationalError
+
+    bot = await make_bot()
+    asked = await bot.handle(console("alice", "sample restart gw"))
+
+    async def database_gone(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(bot.database, "run", database_gone)
+    broken = await bot.handle(console("alice", "sample wipe x"))
+    assert broken.status == OutcomeStatus.ERROR and "internal error" in broken.reply.text
+    decided = await bot.decide(console("carol", ""), asked.request_id or "", Choice.APPROVE)
+    assert decided.status == OutcomeStatus.ERROR and "internal error" in decided.reply.text
+    monkeypatch.undo()
+    assert runs("sample.restart") == [] and runs("sample.wipe") == []

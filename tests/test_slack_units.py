@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from bot.adapters.slack import blocks
 from bot.adapters.slack.adapter import Where, route
 from bot.adapters.slack.channels import ChannelDirectory
-from bot.adapters.slack.inbound import Seen, clean_text
+from bot.adapters.slack.inbound import clean_text
 from bot.adapters.slack.liveness import SocketWatchdog
 from bot.adapters.slack.outbound import RESPONSE_URL, Outbox, Post, Responder, retry_after
 from bot.config import SlackConfig
@@ -98,17 +98,6 @@ def test_buttons_round_trip_and_carry_a_native_confirm_dialog() -> None:
 ])
 def test_clean_text(raw: str, expected: str) -> None:
     assert clean_text(raw, "U0000BOT1") == expected
-
-
-def test_seen_remembers_for_its_ttl_only() -> None:
-    now = [0.0]
-    seen = Seen(ttl=10, max_size=3, clock=lambda: now[0])
-    assert not seen.check("a") and seen.check("a") and not seen.check(None)
-    now[0] = 11
-    assert not seen.check("a")  # expired, seen again as new
-    for key in "bcde":
-        seen.check(key)
-    assert not seen.check("b")  # evicted by size
 
 
 # ------------------------------------------------------------------------ channels

@@ -40,7 +40,6 @@ from bot.adapters.mattermost.actions import (
     derive_key,
 )
 from bot.adapters.mattermost.inbound import (
-    SeenIds,
     command_in,
     is_direct_channel,
     is_mattermost_id,
@@ -52,6 +51,7 @@ from bot.adapters.mattermost.websocket import Backoff, EventSocket
 from bot.commands import CommandSpec
 from bot.config import MattermostConfig, secret_value
 from bot.core import Bot, Outcome, OutcomeStatus
+from bot.dedupe import RecentKeys
 from bot.health import ComponentState
 from bot.identity import Inbound
 from bot.render import render_text
@@ -104,7 +104,7 @@ class MattermostAdapter:
         token = secret_value(config.token) or ""
         key = (secret_value(config.action_secret) or "").encode() or derive_key(token)
         self.signer = ActionSigner(key)
-        self.seen = SeenIds(config.dedupe_seconds)
+        self.seen = RecentKeys(config.dedupe_seconds)
         self.socket = EventSocket(
             url=websocket_url(config.url), token=token, on_event=self._on_event,
             ping_interval=config.ping_interval_seconds,
@@ -314,7 +314,7 @@ class MattermostAdapter:
         if spec is not None and spec.slow:
             progress.sent_now()
             self.outbox.send_soon(Outgoing("ephemeral", where, self._working_text(spec)))
-        outcome = await self._handle(inbound, progress)
+        outcome = await self.bot.handle(inbound, progress=progress)
         await self._deliver(outcome.reply, where, requester=inbound.user_id)
 
     # ------------------------------------------------------------------ slash commands
@@ -352,7 +352,7 @@ class MattermostAdapter:
             is_direct=direct)
         spec = self.bot.lookup(text)
         progress = _Progress(self, where, acked=False)
-        task = self._spawn(self._handle(inbound, progress), "mattermost:command")
+        task = self._spawn(self.bot.handle(inbound, progress=progress), "mattermost:command")
         if spec is None or not spec.slow:
             try:
                 outcome = await asyncio.wait_for(asyncio.shield(task),
@@ -425,7 +425,7 @@ class MattermostAdapter:
             user_name=user_name, thread_id=where.root_id or None, is_direct=direct)
         choice = Choice(signed.action)
         progress = _Progress(self, where, acked=True)
-        task = self._spawn(self._decide(inbound, signed.request_id, choice, progress),
+        task = self._spawn(self.bot.decide(inbound, signed.request_id, choice, progress=progress),
                            "mattermost:decide")
         try:
             outcome = await asyncio.wait_for(asyncio.shield(task), self.config.ack_budget_seconds)
@@ -486,23 +486,6 @@ class MattermostAdapter:
             await self._send(Outgoing("ephemeral", where, text))
 
     # ------------------------------------------------------------------ running
-
-    async def _handle(self, inbound: Inbound, progress: _Progress) -> Outcome:
-        try:
-            return await self.bot.handle(inbound, progress=progress)
-        except Exception:
-            log.exception("Mattermost command %r failed in the core", inbound.text[:100])
-            return Outcome(Reply.error("That command could not be handled (internal error; it "
-                                       "has been logged)."), OutcomeStatus.ERROR)
-
-    async def _decide(self, inbound: Inbound, request_id: str, choice: Choice,
-                      progress: _Progress) -> Outcome:
-        try:
-            return await self.bot.decide(inbound, request_id, choice, progress=progress)
-        except Exception:
-            log.exception("deciding request %s (%s) failed", request_id, choice)
-            return Outcome(Reply.error("That click could not be handled (internal error; it "
-                                       "has been logged)."), OutcomeStatus.ERROR)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)

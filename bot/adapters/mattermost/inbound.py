@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 _DM_NAME = re.compile(r"^[a-z0-9]{26}__[a-z0-9]{26}$")
@@ -67,28 +64,3 @@ def _or_help(text: str) -> str:
     return text.strip() or "help"
 
 
-class SeenIds:
-    """Ids handled within the last ``ttl`` seconds (a replayed or doubled event runs once)."""
-
-    def __init__(self, ttl: float, max_items: int = 50_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = ttl
-        self.max_items = max_items
-        self.clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
-
-    def first_time(self, item: str) -> bool:
-        """Record ``item``; False when it was already seen within ``ttl``."""
-        now = self.clock()
-        while self._seen:
-            _oldest, when = next(iter(self._seen.items()))
-            if now - when <= self.ttl and len(self._seen) < self.max_items:
-                break
-            self._seen.popitem(last=False)
-        if item in self._seen:
-            return False
-        self._seen[item] = now
-        return True
-
-    def __len__(self) -> int:
-        return len(self._seen)

@@ -39,12 +39,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.slack import blocks
 from bot.adapters.slack.channels import ChannelDirectory
-from bot.adapters.slack.inbound import Seen, clean_text
+from bot.adapters.slack.inbound import clean_text
 from bot.adapters.slack.liveness import SocketWatchdog
 from bot.adapters.slack.outbound import RESPONSE_URL, Outbox, Post, Responder
 from bot.commands import CommandSpec
 from bot.config import SlackConfig, secret_value
 from bot.core import Bot, Outcome, OutcomeStatus
+from bot.dedupe import RecentKeys
 from bot.health import ComponentState
 from bot.identity import Inbound
 from bot.reply import Level, Reply, Visibility
@@ -147,7 +148,8 @@ class SlackAdapter:
         self.outbox = Outbox(self.poster, None, config.request_timeout_seconds)
         self.channels = ChannelDirectory(self.api, config.channels,
                                          ttl=config.channel_cache_seconds)
-        self.seen = Seen()
+        # Slack retries deliveries it thinks were not acknowledged: run each once.
+        self.seen = RecentKeys(ttl=600, max_items=10_000)
         self.identity: dict[str, Any] | None = None  # auth.test answer
         self.auth_error: str | None = None
         self.handler: Any = None  # AsyncSocketModeHandler in socket mode
@@ -303,7 +305,7 @@ class SlackAdapter:
         async def on_action(ack: Any, body: dict[str, Any]) -> None:
             await ack()
             key = body.get("trigger_id") or (body.get("actions") or [{}])[0].get("action_ts")
-            if not self.seen.check(key and f"action:{key}"):
+            if self.seen.first_time(key and f"action:{key}"):
                 self._spawn(self._on_action(body))
 
         for command in self.config.commands:
@@ -316,7 +318,7 @@ class SlackAdapter:
         loop = asyncio.get_running_loop()
         started = loop.time()
         trigger = body.get("trigger_id")
-        if self.seen.check(trigger and f"command:{trigger}"):
+        if not self.seen.first_time(trigger and f"command:{trigger}"):
             await ack()  # a repeated delivery: the first one is being answered
             return
         inbound = await self._command_inbound(body)
@@ -328,9 +330,9 @@ class SlackAdapter:
         if spec is not None and spec.slow:
             progress.acked = True
             await ack(self._working(spec))
-            self._spawn(self._answer_later(self._handle(inbound, progress), where))
+            self._spawn(self._answer_later(self.bot.handle(inbound, progress=progress), where))
             return
-        task = loop.create_task(self._handle(inbound, progress))
+        task = loop.create_task(self.bot.handle(inbound, progress=progress))
         budget = self.config.ack_budget_seconds - (loop.time() - started)
         await _done_or_timeout(task, max(0.01, budget))
         if task.done():
@@ -365,7 +367,7 @@ class SlackAdapter:
         if not user or user == bot_user_id:
             return
         key = body.get("event_id") or event.get("ts")
-        if self.seen.check(key and f"event:{key}"):
+        if not self.seen.first_time(key and f"event:{key}"):
             log.info("ignoring a retried Slack event %s", body.get("event_id"))
             return
         self._spawn(self._on_message(event, bot_user_id))
@@ -387,7 +389,7 @@ class SlackAdapter:
         spec = self.bot.lookup(inbound.text)
         if spec is not None and spec.slow:
             self.post_nowait(Reply(**self._working_reply(spec)), where)
-        await self._answer_later(self._handle(inbound, progress), where)
+        await self._answer_later(self.bot.handle(inbound, progress=progress), where)
 
     async def _on_action(self, body: dict[str, Any]) -> None:
         action = (body.get("actions") or [{}])[0]
@@ -414,12 +416,7 @@ class SlackAdapter:
                           is_direct=where.is_direct)
         progress = _Progress(self, where)
         progress.acked = True
-        try:
-            outcome = await self.bot.decide(inbound, request_id, choice, progress=progress)
-        except Exception:
-            log.exception("deciding request %s (%s) failed", request_id, choice)
-            outcome = Outcome(Reply.error("That click could not be handled (internal error; "
-                                          "it has been logged)."), OutcomeStatus.ERROR)
+        outcome = await self.bot.decide(inbound, request_id, choice, progress=progress)
         original = None if ephemeral else message_ts
         if outcome.update is not None:
             await self._replace(outcome.update, where, original)
@@ -434,14 +431,6 @@ class SlackAdapter:
             await self._deliver(outcome.reply.with_visibility(Visibility.EPHEMERAL), where)
 
     # ------------------------------------------------------------------ running commands
-
-    async def _handle(self, inbound: Inbound, progress: _Progress) -> Outcome:
-        try:
-            return await self.bot.handle(inbound, progress=progress)
-        except Exception:
-            log.exception("Slack command %r failed in the core", inbound.text[:100])
-            return Outcome(Reply.error("That command could not be handled (internal error; it "
-                                       "has been logged)."), OutcomeStatus.ERROR)
 
     async def _answer_later(self, outcome: Awaitable[Outcome], where: Where) -> None:
         await self._deliver((await outcome).reply, where)
