@@ -19,7 +19,7 @@ import pytest
 import sample_handlers
 import yaml
 from fakes.mattermost import FakeMattermost
-from test_mattermost_harness import Stack, command_token, running
+from mattermost_harness import Stack, command_token, running
 
 from bot.adapters.mattermost import register_commands_cli
 
@@ -415,7 +415,7 @@ async def test_register_commands_cli_entry_point(make_config, tmp_path: Path) ->
 
 
 async def test_shiftbot_run_starts_and_stops_the_mattermost_adapter(make_config) -> None:
-    from test_mattermost_harness import FAST, people_by_username
+    from mattermost_harness import FAST, people_by_username
 
     from bot.runtime import serve
 

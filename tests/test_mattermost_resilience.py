@@ -15,7 +15,7 @@ import time
 import pytest
 import sample_handlers
 from fakes.mattermost import FakeMattermost
-from test_mattermost_harness import FAST, Stack, running
+from mattermost_harness import FAST, Stack, running
 
 from bot.adapters.mattermost.outbound import Outgoing, Where
 from bot.adapters.mattermost.websocket import Backoff, EventSocket
