@@ -27,7 +27,7 @@ from bot.helptext import usage_reply
 from bot.identity import Caller, Directory, Inbound
 from bot.metrics import Metrics
 from bot.parser import Parsed, ParseError, parse
-from bot.pending import Kind, PendingRequest, RequestStore, Status
+from bot.pending import Kind, MessageRef, PendingRequest, RequestStore, Status
 from bot.permissions import Gate
 from bot.registry import Registry
 from bot.render import SHIPPED_TEMPLATES, Renderer
@@ -59,6 +59,18 @@ class Outcome:
 INTERNAL_ERROR = Reply.error("That could not be handled (internal error; it has been logged).")
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionNotice:
+    """A request was decided (or expired): its messages should now show ``update``."""
+
+    request_id: str
+    update: Reply  # no buttons: who decided, and the outcome
+    messages: tuple[MessageRef, ...]
+
+
+DecisionListener = Callable[[DecisionNotice], Awaitable[None]]
+
+
 def status_of(reply: Reply) -> OutcomeStatus:
     if reply.level == Level.ERROR:
         return OutcomeStatus.ERROR
@@ -85,6 +97,8 @@ class Bot:
         self.adapters: dict[str, Any] = {}
         self.http: Any = None  # bot.http.HttpServer, attached by the runtime when serving
         self._started_modules: list[Any] = []
+        self._decision_listeners: list[DecisionListener] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -114,6 +128,8 @@ class Bot:
                 except Exception:
                     log.exception("shutdown of %s failed", module.__name__)
         self._started_modules.clear()
+        if self._background:
+            await asyncio.wait(self._background, timeout=10)
         await self.audit.flush()
         await asyncio.get_running_loop().run_in_executor(None, self.database.close)
 
@@ -248,6 +264,7 @@ class Bot:
                          visibility=Visibility.CHANNEL if choice == Choice.DENY
                          else Visibility.EPHEMERAL)
             note = await self.renderer.render(note)
+            self._announce(claimed.id, note)
             return Outcome(note, OutcomeStatus.OK, parsed.spec if parsed else None,
                            claimed.id, update=note)
         if parsed is None:
@@ -269,6 +286,9 @@ class Bot:
             reopened = await self.requests.reopen_for_approval(
                 claimed.id, decision.approval_role, self._approval_ttl())
             assert reopened is not None
+            self._announce(claimed.id, Reply(
+                f"Confirmed by {me}; now waiting for approval by role {decision.approval_role}.",
+                title=f"Request {claimed.id}", level=Level.INFO, visibility=Visibility.CHANNEL))
             return await self._announce_approval(requester, parsed, reopened, arguments, started)
         approver = me if choice == Choice.APPROVE else None
         label = AuditDecision.APPROVED if approver else AuditDecision.CONFIRMED
@@ -283,7 +303,32 @@ class Bot:
             level=Level.OK if outcome.status == OutcomeStatus.OK else Level.ERROR,
             visibility=Visibility.CHANNEL))
         outcome.request_id = claimed.id
+        self._announce(claimed.id, outcome.update)
         return outcome
+
+    def add_decision_listener(self, listener: DecisionListener) -> None:
+        """Adapters register here to update the messages they posted for a request (remembered
+        with ``bot.requests.remember_message``) however it was decided: a button, a typed
+        ``approve ID``, another platform, or expiry."""
+        self._decision_listeners.append(listener)
+
+    def _announce(self, request_id: str, update: Reply) -> None:
+        if self._decision_listeners:
+            task = asyncio.create_task(self._notify_listeners(request_id, update),
+                                       name=f"decided:{request_id}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _notify_listeners(self, request_id: str, update: Reply) -> None:
+        messages = tuple(await self.requests.messages_of(request_id))
+        if not messages:
+            return
+        notice = DecisionNotice(request_id, replace(update, actions=[]), messages)
+        for listener in self._decision_listeners:
+            try:
+                await listener(notice)
+            except Exception:
+                log.exception("updating the messages of request %s failed", request_id)
 
     async def expire_requests(self) -> list[PendingRequest]:
         """Mark overdue requests expired (the scheduler calls this every 30 s)."""
@@ -292,6 +337,10 @@ class Bot:
             requester = self._requester(request)
             await self.audit.record(requester, request.command, request.text,
                                     AuditDecision.EXPIRED, request_id=request.id)
+            self._announce(request.id, Reply(
+                f"Request {request.id} expired; `{request.text}` was not run.",
+                title=f"Request {request.id} expired", level=Level.WARNING,
+                visibility=Visibility.CHANNEL))
             self.metrics.commands.labels(family=request.command.split(".")[0],
                                          decision=AuditDecision.EXPIRED.value).inc()
         return expired

@@ -23,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -95,14 +96,33 @@ requests = Table(
 )
 
 
+# The chat messages that show a request (its buttons), so a decision taken anywhere (a typed
+# `approve ID`, another platform, expiry) can update them.
+request_messages = Table(
+    "request_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(20), ForeignKey("requests.id"), nullable=False, index=True),
+    Column("platform", String(20), nullable=False),
+    Column("channel_id", String(200), nullable=False),
+    Column("message_id", String(200), nullable=False),  # Slack ts, Mattermost post id
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     audit.create(conn)
     requests.create(conn)
 
 
+def _migration_2(conn: Connection) -> None:
+    request_messages.create(conn)
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "audit log and pending requests", _migration_1),
+    (2, "messages that show a request", _migration_2),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -73,6 +73,15 @@ def _load(row: object) -> PendingRequest:
     return PendingRequest(**values)
 
 
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """A chat message that shows a request (and its buttons)."""
+
+    platform: str
+    channel_id: str
+    message_id: str
+
+
 class RequestStore:
     def __init__(self, database: db.Database) -> None:
         self.database = database
@@ -112,6 +121,13 @@ class RequestStore:
 
     async def list_pending(self) -> list[PendingRequest]:
         return await self.database.run(_list_pending)
+
+    async def remember_message(self, request_id: str, message: MessageRef) -> None:
+        """An adapter posted ``message`` showing the request: update it when it is decided."""
+        await self.database.run(_remember_message, request_id, message)
+
+    async def messages_of(self, request_id: str) -> list[MessageRef]:
+        return await self.database.run(_messages_of, request_id)
 
 
 def _create(conn: Connection, values: dict[str, object]) -> PendingRequest:
@@ -177,3 +193,15 @@ def _list_pending(conn: Connection) -> list[PendingRequest]:
     rows = conn.execute(select(db.requests).where(
         db.requests.c.status == str(Status.PENDING)).order_by(db.requests.c.created_at))
     return [_load(r) for r in rows]
+
+
+def _remember_message(conn: Connection, request_id: str, message: MessageRef) -> None:
+    conn.execute(db.request_messages.insert().values(
+        request_id=request_id, platform=message.platform, channel_id=message.channel_id,
+        message_id=message.message_id, created_at=db.utcnow()))
+
+
+def _messages_of(conn: Connection, request_id: str) -> list[MessageRef]:
+    rows = conn.execute(select(db.request_messages).where(
+        db.request_messages.c.request_id == request_id).order_by(db.request_messages.c.id))
+    return [MessageRef(r.platform, r.channel_id, r.message_id) for r in rows]

@@ -181,3 +181,36 @@ async def test_handle_and_decide_never_raise(make_bot, monkeypatch) -> None:  # 
     assert decided.status == OutcomeStatus.ERROR and "internal error" in decided.reply.text
     monkeypatch.undo()
     assert runs("sample.restart") == [] and runs("sample.wipe") == []
+
+
+async def test_decisions_anywhere_update_the_request_messages(make_bot) -> None:  # type: ignore[no-untyped-def]
+    """A typed approve (or expiry) reaches the adapters that posted the request's buttons."""
+    from bot.core import DecisionNotice
+    from bot.pending import MessageRef
+
+    bot = await make_bot({"bot": {"confirmation_timeout_minutes": 0.001}})
+    notices: list[DecisionNotice] = []
+    arrived = asyncio.Event()
+
+    async def listener(notice: DecisionNotice) -> None:
+        notices.append(notice)
+        arrived.set()
+
+    bot.add_decision_listener(listener)
+    asked = await bot.handle(console("alice", "sample restart gwcelery"))
+    ref = MessageRef("slack", "C0OPS", "1700000000.000100")
+    await bot.requests.remember_message(asked.request_id or "", ref)
+    await bot.handle(console("carol", f"approve {asked.request_id}"))
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert notices[0].messages == (ref,) and notices[0].request_id == asked.request_id
+    assert "Approved by carol" in notices[0].update.text and notices[0].update.actions == []
+    # Expiry announces too; a request nobody posted a message for announces nothing.
+    arrived.clear()
+    wipe = await bot.handle(console("alice", "sample wipe disk"))
+    await bot.requests.remember_message(wipe.request_id or "", ref)
+    await asyncio.sleep(0.1)
+    await bot.expire_requests()
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert "expired" in notices[1].update.text
+    await bot.handle(console("alice", "sample restart other"))
+    assert len(notices) == 2
