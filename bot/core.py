@@ -128,8 +128,7 @@ class Bot:
                 except Exception:
                     log.exception("shutdown of %s failed", module.__name__)
         self._started_modules.clear()
-        if self._background:
-            await asyncio.wait(self._background, timeout=10)
+        await self.settle()
         await self.audit.flush()
         await asyncio.get_running_loop().run_in_executor(None, self.database.close)
 
@@ -311,6 +310,11 @@ class Bot:
         with ``bot.requests.remember_message``) however it was decided: a button, a typed
         ``approve ID``, another platform, or expiry."""
         self._decision_listeners.append(listener)
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait for the background notifications of decisions already taken (shutdown, tests)."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
 
     def _announce(self, request_id: str, update: Reply) -> None:
         if self._decision_listeners:

@@ -21,6 +21,7 @@ import yaml
 from fakes.mattermost import FakeMattermost
 from mattermost_harness import Stack, command_token, running
 
+from bot import db
 from bot.adapters.mattermost import register_commands_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")
@@ -287,6 +288,52 @@ async def test_approval_needs_a_second_person_with_the_role(make_bot) -> None:
         assert ran("sample.restart") == [("sample.restart", "alice", {"service": "web"})]
         assert "Approved by carol" in carol.post["message"] and buttons(carol.post) == []
 
+
+
+async def _approval_card(st: Stack, text: str) -> tuple[dict[str, Any], str]:
+    """An approval request asked with a prefixed message: a bot post with buttons."""
+    post = await st.mm.post_as("alice", "ops", f"!{text}")
+    card = await prompt_for(st, post)
+    (request,) = await st.bot.requests.list_pending()
+    return card, request.id
+
+
+async def test_typed_approve_updates_the_request_post(make_bot) -> None:
+    async with running(make_bot) as st:
+        card, request_id = await _approval_card(st, "sample restart web")
+        assert buttons(card) == ["approve", "deny"]
+        # carol approves by typing in another thread, not by clicking
+        await st.mm.post_as("carol", "ops", f"!approve {request_id}")
+        patch = await st.mm.wait_for_request(f"PUT /api/v4/posts/{card['id']}/patch")
+        assert patch.json["props"] == {"attachments": []}  # a patch, and the buttons go
+        shown = await st.mm.wait_for(
+            lambda: (p := st.mm.post(card["id"])) and "Approved by carol" in p["message"] and p)
+        assert buttons(shown) == []
+        assert ran("sample.restart") == [("sample.restart", "alice", {"service": "web"})]
+        assert not st.mm.find_requests(f"PUT /api/v4/posts/{card['id']}")  # never a plain PUT
+
+
+async def test_expired_request_post_says_so(make_bot) -> None:
+    async with running(make_bot, overrides={"bot": {"approval_timeout_minutes": 0.001}}) as st:
+        card, request_id = await _approval_card(st, "sample restart db")
+        (request,) = await st.bot.requests.list_pending()
+        await asyncio.sleep(max(0.0, (request.expires_at - db.utcnow()).total_seconds()) + 0.01)
+        assert [e.id for e in await st.bot.expire_requests()] == [request_id]
+        shown = await st.mm.wait_for(
+            lambda: (p := st.mm.post(card["id"])) and "expired" in p["message"] and p)
+        assert f"Request {request_id} expired" in shown["message"] and buttons(shown) == []
+        assert sample_handlers.RUNS == []
+
+
+async def test_clicked_request_post_is_updated_once(make_bot) -> None:
+    async with running(make_bot) as st:
+        card, _request_id = await _approval_card(st, "sample restart web")
+        carol = await st.mm.click(None, card["id"], "approve", "carol")
+        assert "Approved by carol" in carol.post["message"] and buttons(carol.post) == []
+        # the click's answer is the only update: the decision listener leaves the post alone
+        await st.adapter.clicked.updated_by_click(card["id"])
+        await st.bot.settle()
+        assert not st.mm.find_requests("PUT /api/v4/posts/*")
 
 async def test_slash_command_confirmation_on_the_users_post(make_bot) -> None:
     async with running(make_bot) as st:

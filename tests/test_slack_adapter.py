@@ -19,6 +19,7 @@ import pytest
 import sample_handlers
 from fakes.slack import FakeSlack, Message, User
 
+from bot import db
 from bot.adapters.slack import SlackAdapter
 from bot.commands import Context
 from bot.config import Config
@@ -342,6 +343,64 @@ async def test_approval_needs_a_second_person_with_the_role(
     assert not buttons(shown.blocks)
     assert r.runs() == [("sample.restart", "alice", {"service": "web"})]
 
+
+
+async def _approval_card(r: Rig, slack: FakeSlack, text: str) -> tuple[Message, str]:
+    """An approval request asked by mentioning the bot: a real message with buttons."""
+    await slack.deliver(r.url, slack.signed_event(slack.app_mention_event(
+        text, user_id=ALICE, channel_id=SHIFTERS)))
+    (post,) = await slack.wait_for("chat.postMessage")
+    approve = buttons(post.params["blocks"])["shiftbot.approve"]
+    (request,) = await r.bot.requests.list_pending()
+    assert request.id in approve["value"]
+    card = slack.messages("shifters", ephemeral=False)[-1]
+    assert card.source == "chat.postMessage" and buttons(card.blocks)
+    return card, request.id
+
+
+async def test_typed_approve_updates_the_request_message(rig: Factory, slack: FakeSlack) -> None:
+    r = await rig()
+    card, request_id = await _approval_card(r, slack, "sample restart web")
+    # carol approves by typing, not by clicking: the card must not keep live buttons
+    typed = await slack.deliver(r.url, slack.signed_slash_command(
+        f"approve {request_id}", user_id=CAROL, channel_id=SHIFTERS))
+    assert typed.status == 200
+    (update,) = await slack.wait_for("chat.update")
+    assert update.params["channel"] == SHIFTERS and update.params["ts"] == card.ts
+    shown = slack.message("shifters", card.ts)
+    assert shown is not None and "Approved by carol" in (shown.text or "")
+    assert not buttons(shown.blocks)
+    assert r.runs() == [("sample.restart", "alice", {"service": "web"})]
+
+
+async def test_expired_request_message_says_so(rig: Factory, slack: FakeSlack) -> None:
+    r = await rig()
+    r.bot.config.bot.approval_timeout_minutes = 0.001  # 60 ms
+    card, request_id = await _approval_card(r, slack, "sample restart db")
+    (request,) = await r.bot.requests.list_pending()
+    await asyncio.sleep(max(0.0, (request.expires_at - db.utcnow()).total_seconds()) + 0.01)
+    assert [e.id for e in await r.bot.expire_requests()] == [request_id]
+    (update,) = await slack.wait_for("chat.update")
+    assert update.params["ts"] == card.ts
+    shown = slack.message("shifters", card.ts)
+    assert shown is not None and f"Request {request_id} expired" in (shown.text or "")
+    assert not buttons(shown.blocks) and r.runs() == []
+
+
+async def test_clicked_request_message_is_updated_once(rig: Factory, slack: FakeSlack) -> None:
+    r = await rig()
+    card, _request_id = await _approval_card(r, slack, "sample restart web")
+    await slack.deliver(r.url, slack.signed_block_actions(
+        "shiftbot.approve", user_id=CAROL, channel_id=SHIFTERS, message_ts=card.ts))
+    posts = await slack.wait_for("response_url", count=2)
+    assert posts[0].params["replace_original"] is True
+    assert "Approved by carol" in posts[0].params["text"]
+    # the click's own update is the only one: the decision listener leaves the card alone
+    await r.adapter.clicked.updated_by_click(card.ts)
+    await r.bot.settle()
+    assert slack.calls("chat.update") == []
+    shown = slack.message("shifters", card.ts)
+    assert shown is not None and len(shown.edits) == 1 and not buttons(shown.blocks)
 
 async def test_http_mode_health_and_route(rig: Factory, slack: FakeSlack) -> None:
     r = await rig()

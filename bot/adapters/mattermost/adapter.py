@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter
 
+from bot.adapters.clicks import ClickedMessages
 from bot.adapters.mattermost.actions import (
     ASK,
     ActionSigner,
@@ -50,10 +51,11 @@ from bot.adapters.mattermost.rest import MattermostRest, describe, status_of, we
 from bot.adapters.mattermost.websocket import Backoff, EventSocket
 from bot.commands import CommandSpec
 from bot.config import MattermostConfig, secret_value
-from bot.core import Bot, Outcome, OutcomeStatus
+from bot.core import Bot, DecisionNotice, Outcome, OutcomeStatus
 from bot.dedupe import RecentKeys
 from bot.health import ComponentState
 from bot.identity import Inbound
+from bot.pending import MessageRef
 from bot.render import render_text
 from bot.reply import Choice, Reply, Visibility
 
@@ -126,6 +128,8 @@ class MattermostAdapter:
         self._problem = "not started"
         self._stopping = False
         self._reconnects = _reconnect_counter(bot)
+        self.clicked = ClickedMessages()  # posts a click updates itself
+        self._listening = False
         if bot.http is not None:
             bot.http.add_route("POST", COMMAND_PATH, self._on_command)
             bot.http.add_route("GET", COMMAND_PATH, self._on_command)
@@ -146,6 +150,9 @@ class MattermostAdapter:
         if self.bot.config.bot.http.public_url is None:
             log.warning("bot.http.public_url is not set: Mattermost buttons fall back to typed "
                         "'confirm ID' / 'approve ID' commands")
+        if not self._listening:
+            self.bot.add_decision_listener(self._on_decision)
+            self._listening = True
         self._run_task = asyncio.create_task(self._run(), name="mattermost")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), self.startup_wait)
@@ -427,6 +434,9 @@ class MattermostAdapter:
         progress = _Progress(self, where, acked=True)
         task = self._spawn(self.bot.decide(inbound, signed.request_id, choice, progress=progress),
                            "mattermost:decide")
+        if post_id:
+            mark = self.clicked.begin(post_id)
+            task.add_done_callback(functools.partial(self._click_decided, post_id, mark))
         try:
             outcome = await asyncio.wait_for(asyncio.shield(task), self.config.ack_budget_seconds)
         except TimeoutError:
@@ -436,6 +446,14 @@ class MattermostAdapter:
                 "message": f"@{user_name or user_id} chose **{choice.value}** for request "
                            f"{signed.request_id}; working on it…", "props": {}}})
         return web.json_response(self._click_answer(outcome, where, user_name or user_id))
+
+    def _click_decided(self, post_id: str, mark: asyncio.Future[bool],
+                       task: asyncio.Task[Outcome]) -> None:
+        """The click's own answer updates its post when the decision produced an update."""
+        outcome = None if task.cancelled() or task.exception() else task.result()
+        updated = outcome is not None and (outcome.update is not None
+                                           or outcome.status == OutcomeStatus.PENDING)
+        self.clicked.end(post_id, mark, updated)
 
     def _second_step(self, signed: SignedAction, user_id: str) -> dict[str, Any]:
         if signed.requester and user_id != signed.requester:
@@ -544,10 +562,61 @@ class MattermostAdapter:
         return Outgoing(kind, where, message, props=props)
 
     async def _deliver(self, reply: Reply, where: Where, *, requester: str) -> None:
-        await self._send(self._outgoing(reply, where, requester))
+        item = self._outgoing(reply, where, requester)
+        await self._remember(reply, item, await self._send(item))
 
     def _deliver_soon(self, reply: Reply, where: Where, requester: str) -> None:
-        self.outbox.send_soon(self._outgoing(reply, where, requester))
+        item = self._outgoing(reply, where, requester)
+        if item.props is None:
+            self.outbox.send_soon(item)
+            return
+        future = self.outbox.send_nowait(item)  # queued now: order kept
+
+        async def sent() -> None:
+            try:
+                created = await future
+            except Exception as exc:
+                log.error("could not deliver a Mattermost %s to %s: %s", item.kind,
+                          item.where.queue, describe(exc))
+                return
+            await self._remember(reply, item, created)
+
+        self._spawn(sent(), "mattermost:remember")
+
+    async def _remember(self, reply: Reply, item: Outgoing,
+                        created: dict[str, Any] | None) -> None:
+        """A stored post with a request's buttons is patched when the request is decided
+        anywhere (see :meth:`_on_decision`). A slash command's in-channel answer (posted by the
+        server through the response_url) has no post id we learn, so it is not remembered."""
+        if not reply.actions or item.props is None or not created or not created.get("id"):
+            return
+        ref = MessageRef("mattermost", str(created.get("channel_id") or item.where.channel_id),
+                         str(created["id"]))
+        try:
+            await self.bot.requests.remember_message(reply.actions[0].request_id, ref)
+        except Exception:
+            log.exception("could not remember the Mattermost post of request %s",
+                          reply.actions[0].request_id)
+
+    async def _on_decision(self, notice: DecisionNotice) -> None:
+        """A request was decided (a button, a typed ``approve ID``, expiry): its posts lose
+        their buttons and say what happened. A clicked post is left to the click's answer."""
+        if self._stopping:
+            return
+        message = self._text(notice.update)
+        for ref in notice.messages:
+            if ref.platform != "mattermost" or await self.clicked.updated_by_click(
+                    ref.message_id):
+                continue
+            # A patch, not a PUT: props replaced by empty attachments, the buttons go.
+            where = Where(ref.channel_id, self.rest.user_id)
+            try:
+                await self.outbox.send(Outgoing("patch", where, message,
+                                                props={"attachments": []},
+                                                post_id=ref.message_id))
+            except Exception as exc:
+                log.warning("could not update the Mattermost post of request %s: %s",
+                            notice.request_id, describe(exc))
 
     async def _send(self, item: Outgoing) -> dict[str, Any] | None:
         try:

@@ -37,6 +37,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.adapters.clicks import ClickedMessages
 from bot.adapters.slack import blocks
 from bot.adapters.slack.channels import ChannelDirectory
 from bot.adapters.slack.inbound import clean_text
@@ -44,10 +45,11 @@ from bot.adapters.slack.liveness import SocketWatchdog
 from bot.adapters.slack.outbound import RESPONSE_URL, Outbox, Post, Responder
 from bot.commands import CommandSpec
 from bot.config import SlackConfig, secret_value
-from bot.core import Bot, Outcome, OutcomeStatus
+from bot.core import Bot, DecisionNotice, Outcome, OutcomeStatus
 from bot.dedupe import RecentKeys
 from bot.health import ComponentState
 from bot.identity import Inbound
+from bot.pending import MessageRef
 from bot.reply import Level, Reply, Visibility
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,8 @@ class SlackAdapter:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._identity_task: asyncio.Task[Any] | None = None
+        self.clicked = ClickedMessages()  # messages a click updates itself
+        self._listening = False
         self._started_at = time.monotonic()
         self._stopped = False
         self.app = AsyncApp(
@@ -186,6 +190,9 @@ class SlackAdapter:
         self.poster.session = self._session
         self.outbox.session = self._session
         self._identity_task = self._spawn(self._fetch_identity())
+        if not self._listening:
+            self.bot.add_decision_listener(self._on_decision)
+            self._listening = True
         if self.config.mode == "socket":
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -416,8 +423,15 @@ class SlackAdapter:
                           is_direct=where.is_direct)
         progress = _Progress(self, where)
         progress.acked = True
-        outcome = await self.bot.decide(inbound, request_id, choice, progress=progress)
         original = None if ephemeral else message_ts
+        mark = self.clicked.begin(original) if original else None
+        updated = False
+        try:
+            outcome = await self.bot.decide(inbound, request_id, choice, progress=progress)
+            updated = outcome.update is not None or outcome.status == OutcomeStatus.PENDING
+        finally:
+            if mark is not None and original:
+                self.clicked.end(original, mark, updated)
         if outcome.update is not None:
             await self._replace(outcome.update, where, original)
             if outcome.reply is not outcome.update:
@@ -453,9 +467,42 @@ class SlackAdapter:
 
     async def _deliver(self, reply: Reply, where: Where) -> None:
         try:
-            await self.outbox.send(where.queue, route(reply, where))
+            answer = await self.outbox.send(where.queue, route(reply, where))
         except Exception as exc:
             log.error("could not deliver a Slack reply to %s: %s", where.queue, exc)
+            return
+        await self._remember(reply, answer, where.channel_id)
+
+    async def _remember(self, reply: Reply, answer: Any, channel_id: str) -> None:
+        """A posted message showing a request's buttons is updated when the request is decided
+        anywhere (see :meth:`_on_decision`). Only chat.postMessage answers carry a ``ts`` we can
+        update: response_url and ephemeral posts do not."""
+        if not reply.actions or not isinstance(answer, dict) or not answer.get("ts"):
+            return
+        ref = MessageRef("slack", str(answer.get("channel") or channel_id), str(answer["ts"]))
+        try:
+            await self.bot.requests.remember_message(reply.actions[0].request_id, ref)
+        except Exception:
+            log.exception("could not remember the Slack message of request %s",
+                          reply.actions[0].request_id)
+
+    async def _on_decision(self, notice: DecisionNotice) -> None:
+        """A request was decided (a button, a typed ``approve ID``, expiry): its messages lose
+        their buttons and say what happened. A message whose button was clicked is left to the
+        click's own update."""
+        if self._stopped:
+            return
+        message = blocks.message(notice.update, with_actions=False)
+        for ref in notice.messages:
+            if ref.platform != "slack" or await self.clicked.updated_by_click(ref.message_id):
+                continue
+            post = Post("chat.update", {"channel": ref.channel_id, "ts": ref.message_id,
+                                        **message})
+            try:
+                await self.outbox.send(ref.channel_id, post)
+            except Exception as exc:
+                log.warning("could not update the Slack message of request %s: %s",
+                            notice.request_id, exc)
 
     def post_nowait(self, reply: Reply, where: Where) -> None:
         """Queue ``reply`` (progress notes): failures are logged, never raised."""
@@ -493,6 +540,7 @@ class SlackAdapter:
         if thread_ts:
             args["thread_ts"] = thread_ts
         answer = await self.outbox.send(channel_id, Post("chat.postMessage", args))
+        await self._remember(reply, answer, channel_id)
         return answer.get("ts") if isinstance(answer, dict) else None
 
 
