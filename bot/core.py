@@ -311,6 +311,21 @@ class Bot:
         ``approve ID``, another platform, or expiry."""
         self._decision_listeners.append(listener)
 
+    async def remember_request_message(self, reply: Reply, platform: str, channel_id: str,
+                                       message_id: str) -> None:
+        """An adapter posted ``reply``; if it shows a request's buttons, remember the message so
+        the listeners can update it when the request ends. Never raises (it is a nicety: the
+        buttons still work, and a late click is told the request was already decided)."""
+        if not reply.actions:
+            return
+        request_id = reply.actions[0].request_id
+        try:
+            await self.requests.remember_message(
+                request_id, MessageRef(platform, channel_id, message_id))
+        except Exception:
+            log.exception("could not remember the %s message of request %s", platform,
+                          request_id)
+
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait for the background notifications of decisions already taken (shutdown, tests)."""
         if self._background:

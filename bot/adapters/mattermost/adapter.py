@@ -55,7 +55,6 @@ from bot.core import Bot, DecisionNotice, Outcome, OutcomeStatus
 from bot.dedupe import RecentKeys
 from bot.health import ComponentState
 from bot.identity import Inbound
-from bot.pending import MessageRef
 from bot.render import render_text
 from bot.reply import Choice, Reply, Visibility
 
@@ -588,15 +587,11 @@ class MattermostAdapter:
         """A stored post with a request's buttons is patched when the request is decided
         anywhere (see :meth:`_on_decision`). A slash command's in-channel answer (posted by the
         server through the response_url) has no post id we learn, so it is not remembered."""
-        if not reply.actions or item.props is None or not created or not created.get("id"):
+        if item.props is None or not created or not created.get("id"):
             return
-        ref = MessageRef("mattermost", str(created.get("channel_id") or item.where.channel_id),
-                         str(created["id"]))
-        try:
-            await self.bot.requests.remember_message(reply.actions[0].request_id, ref)
-        except Exception:
-            log.exception("could not remember the Mattermost post of request %s",
-                          reply.actions[0].request_id)
+        await self.bot.remember_request_message(
+            reply, "mattermost", str(created.get("channel_id") or item.where.channel_id),
+            str(created["id"]))
 
     async def _on_decision(self, notice: DecisionNotice) -> None:
         """A request was decided (a button, a typed ``approve ID``, expiry): its posts lose

@@ -49,7 +49,6 @@ from bot.core import Bot, DecisionNotice, Outcome, OutcomeStatus
 from bot.dedupe import RecentKeys
 from bot.health import ComponentState
 from bot.identity import Inbound
-from bot.pending import MessageRef
 from bot.reply import Level, Reply, Visibility
 
 log = logging.getLogger(__name__)
@@ -477,14 +476,10 @@ class SlackAdapter:
         """A posted message showing a request's buttons is updated when the request is decided
         anywhere (see :meth:`_on_decision`). Only chat.postMessage answers carry a ``ts`` we can
         update: response_url and ephemeral posts do not."""
-        if not reply.actions or not isinstance(answer, dict) or not answer.get("ts"):
+        if not isinstance(answer, dict) or not answer.get("ts"):
             return
-        ref = MessageRef("slack", str(answer.get("channel") or channel_id), str(answer["ts"]))
-        try:
-            await self.bot.requests.remember_message(reply.actions[0].request_id, ref)
-        except Exception:
-            log.exception("could not remember the Slack message of request %s",
-                          reply.actions[0].request_id)
+        await self.bot.remember_request_message(
+            reply, "slack", str(answer.get("channel") or channel_id), str(answer["ts"]))
 
     async def _on_decision(self, notice: DecisionNotice) -> None:
         """A request was decided (a button, a typed ``approve ID``, expiry): its messages lose
