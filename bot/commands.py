@@ -120,15 +120,22 @@ class CommandSpec:
     key: str = field(init=False)  # condor.q or help: what audit and metrics speak of
     words: str = field(init=False)  # "condor q"
     _usage: str = field(init=False, repr=False)
+    _short_usage: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.key = f"{self.family}.{self.name}" if self.name else self.family
         self.words = f"{self.family} {self.name}" if self.name else self.family
-        parts = [self.words, *(a.metavar for a in self.args), *(o.usage for o in self.options)]
-        self._usage = " ".join(parts)
+        positional = [self.words, *(a.metavar for a in self.args)]
+        self._usage = " ".join([*positional, *(o.usage for o in self.options)])
+        self._short_usage = " ".join(positional) + (" [options]" if self.options else "")
 
     def usage(self) -> str:
+        """The full usage, every option spelled out (``help condor q``, usage errors)."""
         return self._usage
+
+    def short_usage(self) -> str:
+        """``condor q [POOL] [options]``: for lists of many commands."""
+        return self._short_usage
 
 
 @dataclass(frozen=True, slots=True)

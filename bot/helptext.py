@@ -24,7 +24,7 @@ def command_help(spec: CommandSpec) -> Reply:
 
 
 def family_help(family: FamilyEntry, allowed: list[CommandSpec]) -> Reply:
-    rows = [[spec.usage(), spec.summary] for spec in allowed]
+    rows = [[spec.short_usage(), spec.summary] for spec in allowed]
     examples = [e for spec in allowed for e in spec.examples[:1]]
     text = family.summary
     if examples:

@@ -34,7 +34,7 @@ def _help_rows(ctx: Context) -> list[list[str]]:
             decision = ctx.bot.gate.check(ctx.caller, spec.permission, sources)
             if decision.allowed:
                 note = " (needs approval)" if decision.approval_role else ""
-                rows.append([spec.family, spec.usage(), spec.summary + note])
+                rows.append([spec.short_usage(), spec.summary + note])
         if len(cache) > 10_000:
             cache.clear()
         cache[key] = rows
@@ -67,7 +67,7 @@ async def help_(ctx: Context) -> Reply:
         text += ("\nYou are not a configured person: ask an operator to add your "
                  f"{ctx.caller.platform} id {ctx.caller.user_id} to the config.")
     return Reply(text, title=f"{ctx.bot.config.bot.name} help",
-                 table=Table(["family", "usage", "what it does"], rows))
+                 table=Table(["command", "what it does"], rows))
 
 
 @command("whoami", summary="Who the bot thinks you are, and your roles here")
