@@ -30,7 +30,9 @@ _LOOPBACK = "127.0.0.1,localhost"
 os.environ["NO_PROXY"] = ",".join(p for p in (os.environ.get("NO_PROXY"), _LOOPBACK) if p)
 os.environ["no_proxy"] = os.environ["NO_PROXY"]
 
-REFERENCE = Path("/work/shared/reference/slack")
+# Copied from the shared reference (slackapi/slack-api-specs, MIT): tests must not depend on
+# where the checkout sits.
+REFERENCE = Path(__file__).resolve().parent / "data" / "slack"
 
 
 @pytest.fixture(autouse=True)
