@@ -32,6 +32,7 @@ from bot.permissions import Gate
 from bot.registry import Registry
 from bot.render import SHIPPED_TEMPLATES, Renderer
 from bot.reply import Action, Choice, Level, Reply, Visibility
+from bot.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class Bot:
         self.http: Any = None  # bot.http.HttpServer, attached by the runtime when serving
         self._started_modules: list[Any] = []
         self._decision_listeners: list[DecisionListener] = []
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks("decision listeners")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -328,15 +329,12 @@ class Bot:
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait for the background notifications of decisions already taken (shutdown, tests)."""
-        if self._background:
-            await asyncio.wait(set(self._background), timeout=timeout)
+        await self._background.wait(timeout)
 
     def _announce(self, request_id: str, update: Reply) -> None:
         if self._decision_listeners:
-            task = asyncio.create_task(self._notify_listeners(request_id, update),
-                                       name=f"decided:{request_id}")
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._background.spawn(self._notify_listeners(request_id, update),
+                                   name=f"decided:{request_id}")
 
     async def _notify_listeners(self, request_id: str, update: Reply) -> None:
         messages = tuple(await self.requests.messages_of(request_id))

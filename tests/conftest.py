@@ -88,6 +88,15 @@ async def make_bot(
         await bot.close()
 
 
+@pytest.fixture
+async def slack() -> AsyncIterator[Any]:
+    """A fake Slack on loopback (tests/fakes/slack.py) with its default workspace."""
+    from fakes.slack import FakeSlack
+
+    async with FakeSlack() as fake:
+        yield fake
+
+
 def console(user: str, text: str, channel: str | None = None) -> Inbound:
     """An inbound line from the console as ``user`` (a person key)."""
     return Inbound(platform="console", user_id=user, text=text, channel_id=channel,

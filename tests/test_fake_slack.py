@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,6 @@ os.environ["no_proxy"] = os.environ["NO_PROXY"]
 REFERENCE = Path(__file__).resolve().parent / "data" / "slack"
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """slack_sdk reads HTTP(S)_PROXY itself and ignores NO_PROXY: keep loopback direct."""
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        yield fake
 
 
 def _client(slack: FakeSlack, **kwargs: Any) -> AsyncWebClient:

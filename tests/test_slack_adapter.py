@@ -34,12 +34,6 @@ USERS = [User(ALICE, "alice"), User(BOB, "bob"), User(CAROL, "carol"), User(DAVE
          User("U0ERIN001", "erin"), User(MALLORY, "mallory")]
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """slack_sdk reads HTTP(S)_PROXY itself and ignores NO_PROXY: keep loopback direct."""
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
 
 @pytest.fixture(autouse=True)
 def _clear_runs() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -22,19 +21,6 @@ from bot.adapters.slack.liveness import SocketWatchdog
 from bot.adapters.slack.outbound import RESPONSE_URL, Outbox, Post, Responder, retry_after
 from bot.config import SlackConfig
 from bot.reply import Action, Choice, Level, Reply, Table, Visibility
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        yield fake
-
 
 # ------------------------------------------------------------------------ blocks
 

@@ -57,6 +57,7 @@ from bot.health import ComponentState
 from bot.identity import Inbound
 from bot.render import render_text
 from bot.reply import Choice, Reply, Visibility
+from bot.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class MattermostAdapter:
         self.channel_ids: dict[str, str] = {k: v for k, v in config.channels.items()
                                             if is_mattermost_id(v)}
         self.team_id = ""
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks("Mattermost adapter")
         self._run_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._started = clock()
@@ -166,11 +167,7 @@ class MattermostAdapter:
         if self._run_task is not None:
             self._run_task.cancel()
             await asyncio.gather(self._run_task, return_exceptions=True)
-        if self._tasks:
-            _done, pending = await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_WAIT)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.close(SHUTDOWN_WAIT)
         await self.outbox.close()
         await self.rest.close()
         self._problem = "stopped"
@@ -505,16 +502,7 @@ class MattermostAdapter:
     # ------------------------------------------------------------------ running
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("Mattermost task %s failed: %s", task.get_name(), task.exception(),
-                      exc_info=task.exception())
+        return self._tasks.spawn(coro, name)
 
     # ------------------------------------------------------------------ outbound
 

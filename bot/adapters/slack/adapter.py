@@ -50,6 +50,7 @@ from bot.dedupe import RecentKeys
 from bot.health import ComponentState
 from bot.identity import Inbound
 from bot.reply import Level, Reply, Visibility
+from bot.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class SlackAdapter:
         self.handler: Any = None  # AsyncSocketModeHandler in socket mode
         self.watchdog: SocketWatchdog | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks("Slack adapter")
         self._identity_task: asyncio.Task[Any] | None = None
         self.clicked = ClickedMessages()  # messages a click updates itself
         self._listening = False
@@ -227,25 +228,13 @@ class SlackAdapter:
                 await asyncio.wait_for(self.handler.close_async(), SHUTDOWN_WAIT)
             except Exception as exc:
                 log.warning("closing the Slack socket failed: %s", exc)
-        if self._tasks:
-            _done, pending = await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_WAIT)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.close(SHUTDOWN_WAIT)
         await self.outbox.close(SHUTDOWN_WAIT)
         if self._session is not None:
             await self._session.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("Slack adapter task failed", exc_info=task.exception())
+        return self._tasks.spawn(coro)
 
     async def _fetch_identity(self) -> None:
         delay = 1.0
@@ -346,8 +335,7 @@ class SlackAdapter:
             return
         progress.acked = True
         await ack(self._working(spec))
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self._tasks.adopt(task)
         self._spawn(self._answer_later(task, where))
 
     async def _command_inbound(self, body: dict[str, Any]) -> Inbound:
