@@ -121,6 +121,7 @@ class CommandSpec:
     words: str = field(init=False)  # "condor q"
     _usage: str = field(init=False, repr=False)
     _short_usage: str = field(init=False, repr=False)
+    secret_slots: frozenset[str] = field(init=False, repr=False)  # args keys audit masks
 
     def __post_init__(self) -> None:
         self.key = f"{self.family}.{self.name}" if self.name else self.family
@@ -128,6 +129,8 @@ class CommandSpec:
         positional = [self.words, *(a.metavar for a in self.args)]
         self._usage = " ".join([*positional, *(o.usage for o in self.options)])
         self._short_usage = " ".join(positional) + (" [options]" if self.options else "")
+        self.secret_slots = frozenset(s.name.replace("-", "_")
+                                      for s in (*self.args, *self.options) if s.secret)
 
     def usage(self) -> str:
         """The full usage, every option spelled out (``help condor q``, usage errors)."""

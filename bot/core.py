@@ -8,6 +8,7 @@ and the audit trail cannot be bypassed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -100,6 +101,9 @@ class Bot:
         self._started_modules: list[Any] = []
         self._decision_listeners: list[DecisionListener] = []
         self._background = BackgroundTasks("decision listeners")
+        # Invocation references ("reference 3f2a-1c") join an error message to its log lines.
+        self._invocation_prefix = secrets.token_hex(2)
+        self._invocations = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -358,8 +362,8 @@ class Bot:
                 f"Request {request.id} expired; `{request.text}` was not run.",
                 title=f"Request {request.id} expired", level=Level.WARNING,
                 visibility=Visibility.CHANNEL))
-            self.metrics.commands.labels(family=request.command.split(".")[0],
-                                         decision=AuditDecision.EXPIRED.value).inc()
+            self.metrics.count_command(request.command.split(".")[0],
+                                       AuditDecision.EXPIRED.value)
         return expired
 
     # ------------------------------------------------------------------ steps
@@ -374,7 +378,7 @@ class Bot:
             entry_id = await self.audit.record(caller, spec.key, arguments, label,
                                                outcome=AuditOutcome.RUNNING, approver=approver,
                                                request_id=request_id)
-        ctx = Context(self, caller, spec, parsed.args, secrets.token_hex(4), progress)
+        ctx = Context(self, caller, spec, parsed.args, self._invocation_id(), progress)
         outcome = AuditOutcome.OK
         detail = None
         try:
@@ -480,7 +484,7 @@ class Bot:
         if exc.spec is not None:
             self._count(exc.spec, AuditDecision.INVALID, started)
         else:
-            self.metrics.commands.labels(family=family, decision="invalid").inc()
+            self.metrics.count_command(family, "invalid")
         return Outcome(usage_reply(self.registry, exc), OutcomeStatus.USAGE, exc.spec)
 
     async def _refuse(self, caller: Caller, request: PendingRequest | None, reason: str,
@@ -488,7 +492,7 @@ class Bot:
         await self.audit.record(caller, request.command if request else None,
                                 request.text if request else "", AuditDecision.DENIED,
                                 request_id=request.id if request else None, detail=reason)
-        self.metrics.commands.labels(family="decision", decision="denied").inc()
+        self.metrics.count_command("decision", "denied")
         return Outcome(Reply.denied(reason[0].upper() + reason[1:] + "."), OutcomeStatus.DENIED)
 
     async def _not_claimable(self, caller: Caller, request_id: str, started: float) -> Outcome:
@@ -524,7 +528,9 @@ class Bot:
     def _approval_ttl(self) -> timedelta:
         return timedelta(minutes=self.config.bot.approval_timeout_minutes)
 
+    def _invocation_id(self) -> str:
+        return f"{self._invocation_prefix}-{next(self._invocations):x}"
+
     def _count(self, spec: CommandSpec, decision: AuditDecision, started: float) -> None:
-        self.metrics.commands.labels(family=spec.family, decision=decision.value).inc()
-        self.metrics.latency.labels(family=spec.family).observe(time.perf_counter() - started)
+        self.metrics.count_command(spec.family, decision.value, time.perf_counter() - started)
 

@@ -28,8 +28,24 @@ class Metrics:
             "shiftbot_component_up", "1 when the component is healthy",
             ["component"], registry=self.registry,
         )
+        # labels() takes a lock and builds a key each call; commands are counted on every reply
+        self._counted: dict[tuple[str, str], Counter] = {}
+        self._timed: dict[str, Histogram] = {}
         info = Gauge("shiftbot_build_info", "Version", ["version"], registry=self.registry)
         info.labels(version=__version__).set(1)
+
+    def count_command(self, family: str, decision: str, seconds: float | None = None) -> None:
+        """Count one command by family and gate decision (and its duration, when given)."""
+        counter = self._counted.get((family, decision))
+        if counter is None:
+            counter = self._counted[(family, decision)] = self.commands.labels(
+                family=family, decision=decision)
+        counter.inc()
+        if seconds is not None:
+            histogram = self._timed.get(family)
+            if histogram is None:
+                histogram = self._timed[family] = self.latency.labels(family=family)
+            histogram.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

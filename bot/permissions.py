@@ -66,6 +66,9 @@ class Gate:
         }
         self._rules[BASELINE] = tuple(Rule(g, BASELINE) for g in config.bot.unknown_user_allow)
         self._memo: dict[tuple[object, ...], Decision] = {}
+        self._baseline = (RoleSource(BASELINE, "everyone"),)
+        self._granted: dict[tuple[str, str | None, bool], tuple[RoleSource, ...]] = {}
+        self._grants_seen = config.grants
 
     def _closure(self, role: str, seen: set[str]) -> list[Rule]:
         if role in seen or role not in self.config.roles:
@@ -87,37 +90,51 @@ class Gate:
     def groups_of(self, person_key: str) -> list[str]:
         return [g for g, members in self.config.groups.items() if person_key in members]
 
-    def roles_of(self, caller: Caller, *, any_channel: bool = False) -> list[RoleSource]:
-        sources = [RoleSource(BASELINE, "everyone")]
+    def roles_of(self, caller: Caller, *, any_channel: bool = False) -> tuple[RoleSource, ...]:
         person = caller.person
         if person is None:
-            return sources
-        groups = set(self.groups_of(person.key))
+            return self._baseline
+        if self.config.grants is not self._grants_seen:  # the grants were replaced: forget
+            self._granted.clear()
+            self._grants_seen = self.config.grants
+        key = (person.key, caller.channel_alias, any_channel)
+        granted = self._granted.get(key)
+        if granted is None:
+            # Grants are fixed once the gate is built: work them out once per person and place.
+            if len(self._granted) > 20_000:
+                self._granted.clear()
+            granted = self._granted[key] = self._baseline + tuple(
+                self._grants_of(person.key, caller.channel_alias, any_channel))
+        if not self.providers:
+            return granted
+        provided = [RoleSource(role, f"provider {name}")
+                    for name, provider in self.providers.items() for role in provider(caller)]
+        return granted + tuple(provided)
+
+    def _grants_of(self, person_key: str, channel_alias: str | None,
+                   any_channel: bool) -> Iterable[RoleSource]:
+        groups = set(self.groups_of(person_key))
         for index, grant in enumerate(self.config.grants, start=1):
-            who = [f"person {person.key}"] if person.key in grant.people else []
+            who = [f"person {person_key}"] if person_key in grant.people else []
             who += [f"group {g}" for g in grant.groups if g in groups]
             if not who:
                 continue
             where = ""
             if grant.channels is not None:
-                if not any_channel and caller.channel_alias not in grant.channels:
+                if not any_channel and channel_alias not in grant.channels:
                     continue
                 where = ", channels " + ", ".join(grant.channels)
-            sources.append(RoleSource(grant.role, f"grant #{index} ({who[0]}{where})"))
-        for name, provider in self.providers.items():
-            for role in provider(caller):
-                sources.append(RoleSource(role, f"provider {name}"))
-        return sources
+            yield RoleSource(grant.role, f"grant #{index} ({who[0]}{where})")
 
     def check(self, caller: Caller, permission: str,
-              sources: list[RoleSource] | None = None) -> Decision:
+              sources: tuple[RoleSource, ...] | None = None) -> Decision:
         """Decide one permission; ``sources`` (from :meth:`roles_of`) saves recomputing them
         when one caller is checked against many permissions (``help``)."""
         if sources is None:
             sources = self.roles_of(caller)
         # The decision depends only on these; rules are fixed once the gate is built.
         memo_key = (caller.person.key if caller.person else None, caller.channel_alias,
-                    tuple(sources), permission)
+                    sources, permission)
         decision = self._memo.get(memo_key)
         if decision is None:
             if len(self._memo) > 20_000:
@@ -125,7 +142,8 @@ class Gate:
             decision = self._memo[memo_key] = self._decide(caller, permission, sources)
         return decision
 
-    def _decide(self, caller: Caller, permission: str, sources: list[RoleSource]) -> Decision:
+    def _decide(self, caller: Caller, permission: str,
+                sources: tuple[RoleSource, ...]) -> Decision:
         if permission in DECISION_PERMISSIONS:
             if caller.person is None:
                 return Decision(False, "only configured people can decide requests")

@@ -12,7 +12,8 @@ from bot.reply import Level, Reply, Table
 FAMILY = Family("help", "Help and identity", order=0)
 
 
-def _allowed(ctx: Context, spec: CommandSpec, sources: list[RoleSource] | None = None) -> bool:
+def _allowed(ctx: Context, spec: CommandSpec,
+             sources: tuple[RoleSource, ...] | None = None) -> bool:
     return not spec.hidden and ctx.bot.gate.check(ctx.caller, spec.permission, sources).allowed
 
 
@@ -24,7 +25,7 @@ def _help_rows(ctx: Context) -> list[list[str]]:
     cache: dict[tuple[object, ...], list[list[str]]] = ctx.bot.services.setdefault(
         "help.rows", {})
     key = (ctx.caller.person.key if ctx.caller.person else None, ctx.caller.channel_alias,
-           tuple(sources))
+           sources)
     rows = cache.get(key)
     if rows is None:
         rows = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from conftest import console
 
@@ -60,3 +62,36 @@ async def test_audit_command_filters(make_bot) -> None:  # type: ignore[no-untyp
     assert limited.reply.table is not None and len(limited.reply.table.rows) == 2
     denied = await bot.handle(console("dave", "audit", "ops"))
     assert denied.status == OutcomeStatus.DENIED
+
+
+async def test_quick_rows_are_written_in_batches(make_bot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Rows of quick outcomes wait (up to the batching window) for company and go in one
+    transaction; flush() writes them at once instead of waiting out the window."""
+    from bot import audit as audit_module
+
+    bot = await make_bot()
+    batches: list[int] = []
+    insert_many = audit_module._insert_many
+
+    def counting(conn, rows):  # type: ignore[no-untyped-def]
+        batches.append(len(rows))
+        insert_many(conn, rows)
+
+    monkeypatch.setattr(audit_module, "_insert_many", counting)
+    monkeypatch.setattr(audit_module, "BATCH_WINDOW_SECONDS", 30.0)
+    for _ in range(25):
+        await bot.handle(console("alice", "help"))
+    await asyncio.sleep(0.05)
+    assert batches == []  # waiting for company
+    started = time.monotonic()
+    await bot.audit.flush()
+    assert time.monotonic() - started < 5 and batches == [25]
+    assert len(await bot.audit.query(command_glob="help", limit=100)) == 25
+
+    monkeypatch.setattr(audit_module, "BATCH_WINDOW_SECONDS", 0.05)
+    await bot.handle(console("bob", "whoami"))
+    for _ in range(100):  # written by the background flush, no flush() call
+        if batches[1:]:
+            break
+        await asyncio.sleep(0.02)
+    assert batches == [25, 1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import pytest
 from conftest import console
@@ -160,3 +161,20 @@ def test_router_fuzzed_with_hypothesis(make_config, tmp_path) -> None:  # type: 
     # The fuzzer must have reached more than the error path.
     assert seen.get(OutcomeStatus.USAGE, 0) > 0
     assert seen.get(OutcomeStatus.OK, 0) > 0
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(" \t\r\n\x0b\x0c\x1c\x1f\xa0ab-=.é\"'\\")),
+               max_size=14))
+def test_plain_lines_split_exactly_like_shlex(text: str) -> None:
+    """tokenize() skips shlex for plain lines; whatever the line, the tokens (or the error)
+    must be the ones shlex gives."""
+    from bot.parser import _shlex_split, tokenize
+
+    def outcome(split: Callable[[str], list[str]]) -> object:
+        try:
+            return split(text)
+        except ParseError as exc:
+            return ("error", exc.message)
+
+    assert outcome(tokenize) == outcome(_shlex_split)

@@ -308,11 +308,13 @@ async def test_destructive_command_confirm_button_runs_it_once(
 async def test_approval_needs_a_second_person_with_the_role(
         rig: Factory, slack: FakeSlack) -> None:
     r = await rig()
-    body = (await slack.deliver(r.url, slack.signed_slash_command(
-        "sample restart web", user_id=ALICE, channel_id=SHIFTERS))).json()
-    assert body["response_type"] == "in_channel"
-    assert set(buttons(body["blocks"])) == {"shiftbot.approve", "shiftbot.deny"}
+    acked = await slack.deliver(r.url, slack.signed_slash_command(
+        "sample restart web", user_id=ALICE, channel_id=SHIFTERS))
+    assert acked.status == 200 and not acked.body  # the card is posted, not acked
+    (card,) = await slack.wait_for("chat.postMessage")
+    assert set(buttons(card.params["blocks"])) == {"shiftbot.approve", "shiftbot.deny"}
     (request,) = slack.messages("shifters", ephemeral=False)
+    assert request.source == "chat.postMessage"
 
     async def click(user: str) -> dict[str, Any]:
         before = len(slack.response_posts())
@@ -365,6 +367,43 @@ async def test_typed_approve_updates_the_request_message(rig: Factory, slack: Fa
     assert shown is not None and "Approved by carol" in (shown.text or "")
     assert not buttons(shown.blocks)
     assert r.runs() == [("sample.restart", "alice", {"service": "web"})]
+
+
+async def test_slash_command_card_is_updated_by_a_typed_approve(
+        rig: Factory, slack: FakeSlack) -> None:
+    """An approval asked with a slash command is a real message (it has a ts), so a decision
+    typed elsewhere replaces its buttons with the outcome."""
+    r = await rig()
+    await slack.deliver(r.url, slack.signed_slash_command(
+        "sample restart web", user_id=ALICE, channel_id=SHIFTERS))
+    (post,) = await slack.wait_for("chat.postMessage")
+    (request,) = await r.bot.requests.list_pending()
+    await r.bot.settle()
+    card = slack.messages("shifters", ephemeral=False)[-1]
+    await slack.deliver(r.url, slack.signed_slash_command(
+        f"approve {request.id}", user_id=CAROL, channel_id=SHIFTERS))
+    (update,) = await slack.wait_for("chat.update")
+    assert update.params["ts"] == card.ts and post.params["channel"] == SHIFTERS
+    shown = slack.message("shifters", card.ts)
+    assert shown is not None and "Approved by carol" in (shown.text or "")
+    assert not buttons(shown.blocks)
+    assert r.runs() == [("sample.restart", "alice", {"service": "web"})]
+
+
+async def test_slash_command_card_outside_the_bots_channels_uses_response_url(
+        rig: Factory, slack: FakeSlack) -> None:
+    """Slash commands work in channels the bot is not in: chat.postMessage answers
+    not_in_channel and the card goes through the command's response_url instead."""
+    r = await rig()
+    outside = slack.channel("random")
+    assert not outside.is_member
+    await slack.deliver(r.url, slack.signed_slash_command(
+        "sample restart web", user_id=ALICE, channel_id=outside.id))
+    (posted,) = await slack.wait_for("response_url")
+    assert posted.params["response_type"] == "in_channel"
+    assert set(buttons(posted.params["blocks"])) == {"shiftbot.approve", "shiftbot.deny"}
+    assert [c.response.get("error") for c in slack.calls("chat.postMessage")] == [
+        "not_in_channel"]
 
 
 async def test_expired_request_message_says_so(rig: Factory, slack: FakeSlack) -> None:

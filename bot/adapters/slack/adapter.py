@@ -100,10 +100,16 @@ def route(reply: Reply, where: Where) -> Post:
                                          **message})
     api = Post("chat.postMessage", {"channel": where.channel_id or where.user_id, **message})
     if where.responder is not None:
+        via_url = Post(RESPONSE_URL, {"response_type": "in_channel",
+                                      "replace_original": False, **message}, where.responder)
+        if reply.actions:
+            # A request card: posted with the Web API, its ts lets a decision made anywhere
+            # (typed approve, another platform, expiry) update it; response_url only when the
+            # bot is not in the channel.
+            return Post(api.method, api.args, fallback=via_url)
         # response_url works in channels the bot is not a member of
-        return Post(RESPONSE_URL, {"response_type": "in_channel",
-                                   "replace_original": False, **message},
-                    where.responder, fallback=api)
+        via_url.fallback = api
+        return via_url
     return api
 
 
@@ -331,7 +337,12 @@ class SlackAdapter:
         budget = self.config.ack_budget_seconds - (loop.time() - started)
         await _done_or_timeout(task, max(0.01, budget))
         if task.done():
-            await ack(self._ack_body(task.result().reply))
+            reply = task.result().reply
+            if reply.actions and reply.visibility != Visibility.EPHEMERAL:
+                await ack()  # a request card is posted instead, so that it can be updated
+                self._spawn(self._deliver(reply, where))
+                return
+            await ack(self._ack_body(reply))
             return
         progress.acked = True
         await ack(self._working(spec))

@@ -2,7 +2,8 @@
 
 A :class:`Post` is either a Web API call (``chat.postMessage``, ``chat.postEphemeral``,
 ``chat.update``) or a ``response_url`` POST with an optional Web API fallback for when the URL is
-used up (5 uses) or expired (30 min). The post function maps Slack's answers onto the sender's
+used up (5 uses) or expired (30 min); a Web API post may fall back to a ``response_url`` when
+the bot is not in the channel. The post function maps Slack's answers onto the sender's
 contract: HTTP 429 -> :class:`RateLimited` (``Retry-After``), 5xx / timeouts / dropped
 connections -> :class:`TransientError`; ``ok: false`` errors are permanent.
 """
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 RESPONSE_URL = "response_url"
 RESPONSE_URL_USES = 5
 RESPONSE_URL_TTL = 30 * 60 - 60  # Slack's 30 minutes, with a minute of margin
+# Web API errors after which a post's fallback (a response_url) may still get through
+NOT_POSTABLE = frozenset({"not_in_channel", "channel_not_found"})
 
 
 class ResponseUrlGone(Exception):
@@ -106,18 +109,27 @@ class Outbox:
         await self.sender.close()
 
     async def _post(self, channel: str, post: Post) -> Any:
-        while post.method == RESPONSE_URL:
-            responder = post.responder
-            if responder is not None and responder.left() > 0:
-                try:
-                    return await self._response_url(responder, post.args)
-                except ResponseUrlGone as exc:
-                    responder.gone = True
-                    log.info("response_url refused a post (%s); using the Web API", exc)
-            if post.fallback is None:
-                raise ResponseUrlGone("response_url used up or expired and no fallback")
-            post = post.fallback
-        return await self._api(post.method, post.args)
+        while True:
+            if post.method == RESPONSE_URL:
+                responder = post.responder
+                if responder is not None and responder.left() > 0:
+                    try:
+                        return await self._response_url(responder, post.args)
+                    except ResponseUrlGone as exc:
+                        responder.gone = True
+                        log.info("response_url refused a post (%s); using the Web API", exc)
+                if post.fallback is None:
+                    raise ResponseUrlGone("response_url used up or expired and no fallback")
+                post = post.fallback
+                continue
+            try:
+                return await self._api(post.method, post.args)
+            except SlackApiError as exc:
+                error = exc.response.get("error") if hasattr(exc.response, "get") else None
+                if post.fallback is None or error not in NOT_POSTABLE:
+                    raise
+                log.info("%s refused (%s); using the fallback", post.method, error)
+                post = post.fallback
 
     async def _api(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         try:
