@@ -33,7 +33,7 @@ from bot.permissions import Gate
 from bot.registry import Registry
 from bot.render import SHIPPED_TEMPLATES, Renderer
 from bot.reply import Action, Choice, Level, Reply, Visibility
-from bot.tasks import BackgroundTasks
+from bot.tasks import BackgroundTasks, with_deadline
 
 log = logging.getLogger(__name__)
 
@@ -384,8 +384,7 @@ class Bot:
         try:
             # In this task, not a new one: Sentry's asyncio integration would report a handled
             # CommandError raised in a child task as an unhandled crash.
-            async with asyncio.timeout(spec.timeout):
-                reply = await spec.handler(ctx)
+            reply = await with_deadline(spec.handler(ctx), spec.timeout)
             if not isinstance(reply, Reply):
                 raise TypeError(f"handler returned {type(reply).__name__}, not Reply")
             reply = await self.renderer.render(reply)
