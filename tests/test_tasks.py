@@ -35,18 +35,18 @@ async def test_suspending_coroutines_run_to_the_end_in_the_same_task() -> None:
     assert seen == [caller] * 3
 
 
+async def _hangs(cleaned: asyncio.Event) -> None:
+    try:
+        await asyncio.sleep(30)
+    finally:
+        cleaned.set()
+
+
 async def test_overrun_raises_timeout_and_stops_the_coroutine() -> None:
     cleaned = asyncio.Event()
-
-    async def hangs() -> None:
-        try:
-            await asyncio.sleep(30)
-        finally:
-            cleaned.set()
-
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        await with_deadline(hangs(), 0.1)
+        await with_deadline(_hangs(cleaned), 0.1)
     assert time.monotonic() - started < 2 and cleaned.is_set()
 
 
@@ -61,14 +61,7 @@ async def test_errors_after_a_suspension_come_through() -> None:
 
 async def test_cancelling_the_caller_reaches_the_coroutine() -> None:
     cleaned = asyncio.Event()
-
-    async def hangs() -> None:
-        try:
-            await asyncio.sleep(30)
-        finally:
-            cleaned.set()
-
-    task = asyncio.create_task(with_deadline(hangs(), 60))
+    task = asyncio.create_task(with_deadline(_hangs(cleaned), 60))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
