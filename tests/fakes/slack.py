@@ -1828,21 +1828,7 @@ class FakeSlack:
             original.blocks = data.get("blocks")
             original.attachments = data.get("attachments")
             return
-        in_channel = data.get("response_type") == "in_channel"
-        msg = Message(
-            channel=ru.channel,
-            ts=self._next_ts(),
-            text=data.get("text"),
-            blocks=data.get("blocks"),
-            thread_ts=data.get("thread_ts"),
-            user=self.bot_user_id,
-            source=RESPONSE_URL,
-            ephemeral_to=None if in_channel else ru.user,
-            attachments=data.get("attachments"),
-            params=dict(data),
-        )
-        self._messages.append(msg)
-        ru.last_ts = msg.ts
+        self._post_for(ru, data, RESPONSE_URL, thread_ts=data.get("thread_ts"))
 
     def _materialize_ack(self, command: Mapping[str, Any], data: Any) -> Message | None:
         """Slack shows a slash command's ack body as a message (ephemeral unless
@@ -1855,22 +1841,28 @@ class FakeSlack:
             ru = self.response_url(str(command.get("response_url") or ""))
         except KeyError:
             return None
+        msg = self._post_for(ru, data, "ack", thread_ts=None)
+        self._notify()
+        return msg
+
+    def _post_for(self, ru: ResponseUrl, data: dict[str, Any], source: str,
+                  thread_ts: str | None) -> Message:
+        """The message a response_url POST or an ack body shows (ephemeral unless in_channel)."""
         in_channel = data.get("response_type") == "in_channel"
         msg = Message(
             channel=ru.channel,
             ts=self._next_ts(),
             text=data.get("text"),
             blocks=data.get("blocks"),
-            thread_ts=None,
+            thread_ts=thread_ts,
             user=self.bot_user_id,
-            source="ack",
+            source=source,
             ephemeral_to=None if in_channel else ru.user,
             attachments=data.get("attachments"),
             params=dict(data),
         )
         self._messages.append(msg)
         ru.last_ts = msg.ts
-        self._notify()
         return msg
 
     # ---------------------------------------------------------------- Socket Mode endpoint
