@@ -9,9 +9,10 @@ import pytest
 import sample_handlers
 from conftest import console
 from postgres import temporary_postgres
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from bot import db
+from bot.audit import _insert_many
 from bot.core import Bot, OutcomeStatus
 
 
@@ -44,6 +45,40 @@ def test_relative_sqlite_path_is_relative_to_the_config(tmp_path: Path) -> None:
     database.close()
 
 
+def assert_batched_rows_equal_core_inserts(url: str) -> None:
+    """The audit's driver-level batch insert stores exactly what a Core insert stores."""
+    database = db.Database(url)
+    database.migrate()
+    rows = [
+        {"ts": db.utcnow(), "person": "alice", "platform": "slack", "platform_user": "U0ALICE01",
+         "channel": "ops", "command": "condor.rm", "arguments": '{"jobs": ["1.0"]}',
+         "decision": "denied", "outcome": None, "duration_ms": 0.25, "approver": None,
+         "request_id": None, "detail": "100% 'quoted' %(not)s a ? placeholder"},
+        {"ts": db.utcnow(), "person": None, "platform": "console", "platform_user": "x",
+         "channel": None, "command": None, "arguments": "", "decision": "invalid",
+         "outcome": "ok", "duration_ms": None, "approver": "carol", "request_id": "r-1",
+         "detail": None},
+    ]
+    try:
+        before = database.call(
+            lambda conn: conn.execute(select(func.coalesce(func.max(db.audit.c.id), 0))).scalar())
+        database.call(lambda conn: conn.execute(db.audit.insert(), rows))
+        database.call(_insert_many, rows)
+        stored = database.call(lambda conn: [
+            {k: v for k, v in row._asdict().items() if k != "id"}
+            for row in conn.execute(db.audit.select().where(db.audit.c.id > before)
+                                    .order_by(db.audit.c.id))])
+    finally:
+        database.close()
+    for row in stored:
+        row["ts"] = db.as_utc(row["ts"])
+    assert stored[:2] == stored[2:] == rows
+
+
+def test_audit_batches_store_what_core_inserts_store_on_sqlite(tmp_path: Path) -> None:
+    assert_batched_rows_equal_core_inserts(f"sqlite:///{tmp_path / 'audit.db'}")
+
+
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     with temporary_postgres() as url:
@@ -69,6 +104,7 @@ async def test_everything_works_on_postgresql(make_config, postgres_url: str) ->
         assert {e.decision for e in entries} >= {"allowed", "approval requested", "approved"}
     finally:
         await bot.close()
+    assert_batched_rows_equal_core_inserts(postgres_url)
     # A second start (a second replica) finds the schema in place.
     second = db.Database(postgres_url)
     assert second.migrate() == db.LATEST
