@@ -46,7 +46,7 @@ RSS_LIMIT_MB = 300.0
 def config(tmp: Path, jobs: int) -> dict[str, object]:
     return {
         "bot": {"database": f"sqlite:///{tmp / 'bench.db'}",
-                "handlers": ["handlers.builtin", "handlers.condor"]},
+                "handlers": ["handlers.builtin", "handlers.condor", "handlers.condor_actions"]},
         "people": {"alice": {"name": "Alice"}},
         "roles": {"shifter": {"allow": ["help", "condor.*"]}},
         "grants": [{"role": "shifter", "people": ["alice"]}],

@@ -12,7 +12,7 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, select, update
+from sqlalchemy import Connection, Dialect, func, select, update
 
 from bot import db
 from bot.commands import CommandSpec
@@ -38,6 +38,22 @@ class AuditDecision(StrEnum):
     APPROVED = "approved"
     DENIED_BY_APPROVER = "denied by approver"
     EXPIRED = "expired"
+    # The decision gate refused someone's confirm/cancel/approve/deny on a request. The row is
+    # the decider's, its command and request id the request's: without a value of its own it
+    # read as "bob's condor.rm was denied" when bob was refused approving alice's.
+    CONFIRM_REFUSED = "confirm refused"
+    CANCEL_REFUSED = "cancel refused"
+    APPROVE_REFUSED = "approve refused"
+    DENY_REFUSED = "deny refused"
+
+    @classmethod
+    def refused(cls, choice: str) -> AuditDecision:
+        """The value for a refused ``choice`` (a ``bot.reply.Choice``: confirm, approve, ...)."""
+        return cls(f"{choice} refused")
+
+
+_REFUSED_CHOICE = {str(d): str(d).removesuffix(" refused") for d in AuditDecision
+                   if str(d).endswith(" refused")}
 
 
 class AuditOutcome(StrEnum):
@@ -45,6 +61,9 @@ class AuditOutcome(StrEnum):
     ERROR = "error"
     TIMEOUT = "timeout"
     RUNNING = "running"
+    # The command ran and answered with a refusal (a typed `approve ID` the decision gate
+    # refused): not "ok", which would read as if the approval had happened.
+    REFUSED = "refused"
 
 
 # One encoder for every row: json.dumps(default=..., sort_keys=...) builds a new one per call.
@@ -77,6 +96,30 @@ class AuditEntry:
     approver: str | None
     request_id: str | None
     detail: str | None
+    requester: str | None = None  # who made the request ``request_id`` names, if any
+
+    @property
+    def refused_choice(self) -> str | None:
+        """The choice (approve, confirm, ...) of a refused decision on a request; None for any
+        other row. Rows written before refusals had values of their own say only "denied":
+        one under someone other than the request's requester can only be a refused decision
+        (a requester's command denied when it is about to run is recorded under the requester),
+        and reads as "decision on"."""
+        choice = _REFUSED_CHOICE.get(self.decision)
+        if choice is not None:
+            return choice
+        if (self.decision == AuditDecision.DENIED and self.request_id is not None
+                and self.requester is not None and self.person != self.requester):
+            return "decision on"
+        return None
+
+
+@dataclass(slots=True)
+class AuditPage:
+    """Up to ``limit`` entries, newest first, and whether older ones match too."""
+
+    entries: list[AuditEntry]
+    more: bool
 
 
 class AuditLog:
@@ -186,8 +229,24 @@ class AuditLog:
         command_glob: str | None = None,
         limit: int = 50,
     ) -> list[AuditEntry]:
+        return (await self.page(since=since, who=who, command_glob=command_glob,
+                                limit=limit)).entries
+
+    async def page(
+        self,
+        *,
+        since: timedelta | None = None,
+        who: str | None = None,
+        command_glob: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> AuditPage:
+        """The newest ``limit`` matching entries older than entry ``before`` (if given), and
+        whether more match: ``who`` is a person (requester or approver), a platform user id
+        or ``platform:user_id``; ``command_glob`` matches like the permission globs."""
         await self.flush()
-        return await self.database.run(_query, since, who, command_glob, limit)
+        return await self.database.run(_page, _Filter(since, who, command_glob, before),
+                                       max(1, limit))
 
 
 def _insert(conn: Connection, row: dict[str, Any]) -> int:
@@ -243,22 +302,63 @@ def _update(conn: Connection, entry_id: int, values: dict[str, Any]) -> None:
     conn.execute(update(db.audit).where(db.audit.c.id == entry_id).values(**values))
 
 
-def _query(conn: Connection, since: timedelta | None, who: str | None,
-           command_glob: str | None, limit: int) -> list[AuditEntry]:
-    stmt = select(db.audit).order_by(db.audit.c.id.desc())
-    if since is not None:
-        stmt = stmt.where(db.audit.c.ts >= db.utcnow() - since)
-    if who:
-        stmt = stmt.where((db.audit.c.person == who) | (db.audit.c.platform_user == who)
-                          | (db.audit.c.approver == who))
-    entries = []
-    # Globs are matched here rather than in SQL so the semantics equal the permission globs.
-    for row in conn.execute(stmt.limit(limit if not command_glob else limit * 50)):
-        if command_glob and not fnmatchcase(row.command or "", command_glob):
-            continue
-        values = row._asdict()
-        values["ts"] = db.as_utc(values["ts"])
-        entries.append(AuditEntry(**values))
-        if len(entries) >= limit:
-            break
-    return entries
+@dataclass(frozen=True, slots=True)
+class _Filter:
+    since: timedelta | None
+    who: str | None
+    command_glob: str | None
+    before: int | None
+
+
+def _like(glob: str) -> str | None:
+    """The SQL LIKE pattern (escape ``\\``) matching at least what ``glob`` matches, or None
+    when the glob has a character class (then only the exact match in Python filters)."""
+    if "[" in glob:
+        return None
+    out = []
+    for char in glob:
+        if char in "%_\\":
+            out.append("\\" + char)
+        else:
+            out.append({"*": "%", "?": "_"}.get(char, char))
+    return "".join(out)
+
+
+def _page(conn: Connection, where: _Filter, limit: int) -> AuditPage:
+    audit, requests = db.audit, db.requests
+    stmt = (select(audit, requests.c.person.label("requester"))
+            .select_from(audit.outerjoin(requests, audit.c.request_id == requests.c.id))
+            .order_by(audit.c.id.desc()))
+    if where.since is not None:
+        stmt = stmt.where(audit.c.ts >= db.utcnow() - where.since)
+    if where.who:
+        who = where.who
+        match = (audit.c.person == who) | (audit.c.platform_user == who) | (audit.c.approver == who)
+        platform, colon, user = who.partition(":")
+        if colon:  # slack:U0NOBODY, as the audit view names an unknown user
+            match |= (audit.c.platform == platform) & (audit.c.platform_user == user)
+        stmt = stmt.where(match)
+    glob = where.command_glob
+    like = _like(glob) if glob else None
+    if like is not None:
+        # A prefilter in SQL, so a glob that matches few rows need not read every row; the
+        # exact match stays fnmatchcase below (the permission globs' semantics; SQLite's LIKE
+        # ignores case). A row without a command matches as "", as fnmatchcase("", "*") does.
+        stmt = stmt.where(func.coalesce(audit.c.command, "").like(like, escape="\\"))
+    wanted = limit + 1  # one more than asked: whether older entries match too
+    entries: list[AuditEntry] = []
+    cursor = where.before
+    while True:  # pages by id, so rows the Python filter drops cannot hide older matches
+        page = stmt if cursor is None else stmt.where(audit.c.id < cursor)
+        rows = conn.execute(page.limit(max(wanted, 100))).all()
+        for row in rows:
+            if glob and not fnmatchcase(row.command or "", glob):
+                continue
+            values = row._asdict()
+            values["ts"] = db.as_utc(values["ts"])
+            entries.append(AuditEntry(**values))
+            if len(entries) == wanted:
+                return AuditPage(entries[:limit], more=True)
+        if len(rows) < max(wanted, 100):
+            return AuditPage(entries, more=False)
+        cursor = rows[-1].id

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from fnmatch import fnmatchcase
 
+from bot.condor.configcheck import check_pools
 from bot.config import Config, Problem
 from bot.permissions import DECISION_PERMISSIONS
 from bot.registry import Registry
@@ -96,6 +97,7 @@ def check_references(config: Config, registry: Registry) -> list[Problem]:
     pools = list(config.condor.pools)
     if config.condor.default_pool is not None:
         _ref("condor.default_pool", "pool", config.condor.default_pool, pools, problems)
+    problems += check_pools(config)  # submit files readable, getenv warnings
     return problems
 
 

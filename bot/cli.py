@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -43,15 +44,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str) -> int:
+    """What the operator must fix, as one line on stderr (masked), instead of a traceback."""
+    from bot.secrets import masker
+
+    print(f"shiftbot: {masker.mask(message)}", file=sys.stderr)
+    return 1
+
+
 def _load(path: str | None):  # type: ignore[no-untyped-def]
     from bot.config import ConfigError, load_config
 
     try:
         return load_config(path)
     except ConfigError as exc:
-        print("Configuration problems:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        for problem in exc.problems:  # one line each, with its key path
+            _fail(str(problem))
         raise SystemExit(1) from None
 
 
@@ -72,10 +80,11 @@ def check_config(path: str | None) -> int:
     problems = check_references(config, registry)
     for problem in problems:
         print(masker.mask(str(problem)))
-    if problems:
-        print(f"{len(problems)} problem(s) found.")
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        print(f"{len(errors)} problem(s) found.")
         return 1
-    print(summary(config, registry))
+    print(summary(config, registry))  # warnings alone do not fail the check
     return 0
 
 
@@ -94,7 +103,7 @@ async def _console(args: argparse.Namespace) -> int:
     init_sentry(config)
     bot = await Bot.create(config)
     try:
-        problems = check_references(config, bot.registry)
+        problems = [p for p in check_references(config, bot.registry) if p.severity == "error"]
         if problems:
             print("Configuration problems (run 'shiftbot check-config'):", file=sys.stderr)
             for problem in problems:
@@ -119,13 +128,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "console":
         setup_logging("WARNING")
-        return asyncio.run(_console(args))
+        from bot.db import DatabaseError
+
+        try:
+            return asyncio.run(_console(args))
+        except DatabaseError as exc:
+            return _fail(str(exc))
+        except KeyboardInterrupt:  # Ctrl-C at a prompt: leave at once, no traceback
+            # The bot is closed by now (its finally ran). A daemon thread still blocked in
+            # input() holds stdin's lock, which a normal interpreter exit would wait on and
+            # then abort with a fatal error: leave without that teardown.
+            print(file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
     setup_logging("INFO")
     config = _load(args.config)
     if args.command == "run":
-        from bot.runtime import serve
+        from bot.db import DatabaseError
+        from bot.runtime import StartupError, serve
 
-        asyncio.run(serve(config))
+        try:
+            asyncio.run(serve(config))
+        except (StartupError, DatabaseError) as exc:
+            return _fail(str(exc))
         return 0
     if args.command == "mattermost":
         from bot.adapters.mattermost import register_commands_cli

@@ -38,6 +38,36 @@ class CommandError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Plan:
+    """What a destructive command would do, worked out before anyone confirms it.
+
+    A command declared with ``plan=`` has its plan step run first: a :class:`CommandError` there
+    is an error before any request exists; otherwise ``summary`` (and ``details``) are shown on
+    the confirmation and approval cards. When the command finally runs, the step runs again: if
+    the fresh ``targets`` are not all among the confirmed ones (25 jobs match where 23 were
+    confirmed), the core asks again instead of acting. The handler sees the confirmed plan as
+    ``ctx.plan``.
+    """
+
+    summary: str  # "removes 23 jobs of emfollow: 1.0-1.19 running, 1.20-1.22 held"
+    targets: frozenset[str] = frozenset()  # what it would affect (job ids, a URL, an argv)
+    details: tuple[str, ...] = ()  # more lines for the cards (e.g. the exact argv)
+
+    def covers(self, fresh: Plan) -> bool:
+        """Does this (confirmed) plan still cover what ``fresh`` would affect?"""
+        return fresh.targets <= self.targets
+
+    def to_json(self) -> dict[str, Any]:
+        return {"summary": self.summary, "targets": sorted(self.targets),
+                "details": list(self.details)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        return cls(str(data.get("summary", "")), frozenset(map(str, data.get("targets", ()))),
+                   tuple(map(str, data.get("details", ()))))
+
+
+@dataclass(frozen=True, slots=True)
 class Arg:
     """A positional argument."""
 
@@ -50,6 +80,10 @@ class Arg:
     pattern: str | None = None  # full-match regex on top of the kind's own check
     secret: bool = False  # redacted in the audit log
     max_length: int = 500
+    # Bounds of an int or duration slot (durations in seconds); None: the parser's default
+    # (ints 0..1,000,000,000, durations 1 s..366 days).
+    min_value: int | None = None
+    max_value: int | None = None
 
     @property
     def metavar(self) -> str:
@@ -71,6 +105,8 @@ class Opt:
     default: Any = None
     secret: bool = False
     max_length: int = 500
+    min_value: int | None = None  # as for Arg
+    max_value: int | None = None
 
     @property
     def usage(self) -> str:
@@ -91,6 +127,7 @@ class Context:
     invocation_id: str
     # Adapters may pass a callback that shows progress (e.g. "3 of 12 jobs gone").
     progress_callback: Callable[[str], Awaitable[None]] | None = None
+    plan: Plan | None = None  # the plan the caller confirmed (commands declared with plan=)
 
     async def progress(self, text: str) -> None:
         if self.progress_callback is not None:
@@ -98,6 +135,7 @@ class Context:
 
 
 Handler = Callable[[Context], Awaitable[Reply]]
+Planner = Callable[[Context], Awaitable[Plan]]
 
 
 @dataclass(slots=True)
@@ -116,6 +154,7 @@ class CommandSpec:
     public: bool = False  # results go to the channel unless the caller adds --private
     timeout: float = 60.0  # the dispatcher's deadline for the handler
     hidden: bool = False  # not listed by help (confirm/cancel plumbing)
+    plan: Planner | None = None  # the preview step; required for destructive commands
     # Derived once (they are on every dispatch's path):
     key: str = field(init=False)  # condor.q or help: what audit and metrics speak of
     words: str = field(init=False)  # "condor q"
@@ -170,8 +209,11 @@ def command(
     public: bool = False,
     timeout: float = 60.0,
     hidden: bool = False,
+    plan: Planner | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Attach a command declaration to a handler coroutine; the registry picks it up."""
+    """Attach a command declaration to a handler coroutine; the registry picks it up.
+
+    ``plan`` is the preview step of a destructive command (see :class:`Plan`)."""
     parts = words.split()
     if not 1 <= len(parts) <= 2:
         raise ValueError(f"command words must be 'family' or 'family sub', got {words!r}")
@@ -193,6 +235,7 @@ def command(
                     public=public,
                     timeout=timeout,
                     hidden=hidden,
+                    plan=plan,
                 ),
             )
         )

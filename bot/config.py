@@ -5,6 +5,13 @@ Before validation every string may use ``${VAR}`` (environment) and every key ``
 be given as ``k_file: /path`` (the file's content, stripped). Unknown keys are errors. Problems are
 reported with their key path (``roles.shifter.allow[2]``) and a hint; see :func:`load_config`
 and ``bot/checks.py`` for the checks that need the command registry.
+
+Masking rule: every value that came from ``${VAR}`` or a ``*_file`` is a secret, whatever key it
+sits under, and is registered with the masker *before* validation (so no problem message can
+echo it); so is every value under a secret key. Exceptions: values shorter than 4 characters
+(the masker would blank ordinary words) and ``bot.configfile.PLAIN_VARIABLES`` (paths and
+names such as ``${HOME}`` in ``sqlite:///${HOME}/x.db``: masking them would blank every path
+in the logs and hide nothing). The loading itself is in :mod:`bot.configfile`.
 """
 
 from __future__ import annotations
@@ -17,12 +24,21 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from bot.condor.models import DEFAULT_GETENV_ALLOW
 from bot.secrets import masker
 
+# What a pool's `environment:` may set besides _CONDOR_* knobs: HTCondor's configuration file
+# and credential paths (the worker never takes these from the bot's own environment).
+WORKER_VARIABLES = frozenset({"CONDOR_CONFIG", "X509_USER_PROXY", "X509_CERT_DIR",
+                              "BEARER_TOKEN_FILE"})
+
 DEFAULT_CONFIG_PATH = Path("config/shiftbot.yaml")
+# (dialect, driver) pairs bot/db.py supports; an empty driver is the default (psycopg for
+# PostgreSQL, see bot/db.py).
+DATABASES = frozenset({("sqlite", ""), ("sqlite", "pysqlite"), ("postgresql", ""),
+                       ("postgresql", "psycopg"), ("postgresql", "psycopg2")})
 ENV_CONFIG = "SHIFTBOT_CONFIG"
 
 
@@ -62,6 +78,19 @@ class BotConfig(Strict):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r} (e.g. 'Europe/Zurich')") from exc
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        # Only the scheme is quoted back: the rest of the URL may hold a password.
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        dialect, _, driver = scheme.partition("+")
+        if (dialect, driver) not in DATABASES:
+            given = f"'{scheme}://'" if scheme else "a URL without a scheme"
+            raise ValueError(f"unsupported database {given}: only sqlite and postgresql are "
+                             "supported (sqlite:///var/shiftbot.db, "
+                             "postgresql+psycopg://user@host/db)")
         return value
 
 
@@ -111,7 +140,8 @@ class SlackConfig(Strict):
     api_url: str = "https://slack.com/api/"  # tests and proxies override it
     # slash command -> family it maps to (None: the full command line, as /shiftbot)
     commands: dict[str, str | None] = {"/shiftbot": None}
-    channels: dict[str, str] = {}  # alias -> channel id (C...) or name (#ops), resolved lazily
+    # alias -> channel id (C...) or name (#ops, resolved to its id): grants match ids only
+    channels: dict[str, str] = {}
     # Fast commands are answered inline when done within this; otherwise "working on it" first.
     ack_budget_seconds: float = Field(2.0, gt=0, lt=3)
     events_path: str = "/slack/events"  # http mode: commands, events and buttons arrive here
@@ -132,7 +162,9 @@ class MattermostConfig(Strict):
     # The server as the bot reaches it: scheme://host[:port] (no path: Mattermost under a
     # sub-path is not supported by the client library). Port defaults to 443/80.
     url: str
-    token: SecretStr  # the bot account's access token (System Console > Bot Accounts)
+    # The bot account's access token: created under Product menu > Integrations > Bot Accounts
+    # (enabled in System Console > Integrations > Bot Accounts).
+    token: SecretStr
     team: str  # team URL name: channel names and slash commands live in it
     verify_tls: bool = True  # false only for a test server with a self-signed certificate
     # Tokens of the custom slash commands (`shiftbot mattermost register-commands` prints them).
@@ -140,7 +172,8 @@ class MattermostConfig(Strict):
     command_tokens: list[SecretStr] = []
     command_prefix: str = Field("!", min_length=1)  # messages like `!condor q` are commands
     commands: dict[str, str | None] = {"shiftbot": None}  # slash trigger -> family (None: all)
-    channels: dict[str, str] = {}  # alias -> channel name (resolved once at startup) or id
+    # alias -> channel name (resolved in `team` at startup) or id: grants match ids only
+    channels: dict[str, str] = {}
     # HMAC key for button contexts. Unset: derived from the bot token (HMAC-SHA256 with a fixed
     # label), so rotating the token invalidates outstanding buttons.
     action_secret: SecretStr | None = None
@@ -219,6 +252,9 @@ class CondorPoolConfig(Strict):
     timeout_seconds: float = Field(10, gt=0, le=300)  # deadline of each call to the schedd
     submit: dict[str, SubmitDescription] = {}
     environment: dict[str, str] = {}  # _CONDOR_* knobs for the worker (security, tokens)
+    # Variables `getenv` in a submit description may copy into job ads (names, no globs):
+    # getenv = true is submitted as this list (docs/condor.md).
+    getenv_allow: list[str] = list(DEFAULT_GETENV_ALLOW)
     demo_jobs: int = Field(300, ge=0, le=1_000_000)  # demo backend: queue size
     demo_seed: int = 1
     demo_remove_delay_seconds: float = Field(2.0, ge=0)  # demo: how long removed jobs linger
@@ -254,8 +290,17 @@ class CondorPoolConfig(Strict):
     @classmethod
     def _condor_knobs(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not (re.fullmatch(r"_CONDOR_[A-Za-z0-9_.]+", key) or key == "CONDOR_CONFIG"):
-                raise ValueError(f"{key}: only _CONDOR_* variables and CONDOR_CONFIG")
+            if not (re.fullmatch(r"_CONDOR_[A-Za-z0-9_.]+", key) or key in WORKER_VARIABLES):
+                raise ValueError(f"{key}: only _CONDOR_* variables, "
+                                 + ", ".join(sorted(WORKER_VARIABLES)))
+        return value
+
+    @field_validator("getenv_allow")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r}: list variable names (no globs, no '!')")
         return value
 
 
@@ -304,10 +349,14 @@ class Problem:
     path: str
     message: str
     hint: str = ""
+    # A warning is printed by check-config but does not fail it (nor stop the console).
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         text = f"{self.path}: {self.message}" if self.path else self.message
-        return f"{text} ({self.hint})" if self.hint else text
+        text = f"{text} ({self.hint})" if self.hint else text
+        # Masked here, so no way of printing a problem can show a secret.
+        return masker.mask(f"warning: {text}" if self.severity == "warning" else text)
 
 
 class ConfigError(Exception):
@@ -332,52 +381,6 @@ def format_path(loc: tuple[Any, ...]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
-
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _interpolate(node: Any, loc: tuple[Any, ...], problems: list[Problem], base: Path) -> Any:
-    """Expand ``${VAR}`` and ``key_file:`` in the raw YAML tree."""
-    if isinstance(node, str):
-
-        def expand(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                problems.append(
-                    Problem(format_path(loc), f"environment variable {name} is not set",
-                            "export it or use a *_file key")
-                )
-                return ""
-            return os.environ[name]
-
-        return _VAR.sub(expand, node)
-    if isinstance(node, list):
-        return [_interpolate(v, (*loc, i), problems, base) for i, v in enumerate(node)]
-    if isinstance(node, dict):
-        out: dict[Any, Any] = {}
-        for key, value in node.items():
-            if isinstance(key, str) and key.endswith("_file") and isinstance(value, str):
-                target = key[: -len("_file")]
-                if target in node:
-                    problems.append(Problem(format_path((*loc, key)),
-                                            f"both {target} and {key} are set", "keep one"))
-                    continue
-                path = Path(_interpolate(value, (*loc, key), problems, base))
-                if not path.is_absolute():
-                    path = base / path
-                try:
-                    content = path.read_text().strip()
-                except OSError as exc:
-                    problems.append(Problem(format_path((*loc, key)),
-                                            f"cannot read {path}: {exc.strerror}"))
-                    continue
-                masker.add(content)  # anything read from a file is treated as a secret
-                out[target] = content
-            else:
-                out[key] = _interpolate(value, (*loc, key), problems, base)
-        return out
-    return node
 
 
 def _hint_for(error: dict[str, Any], model: type[BaseModel] | None) -> str:
@@ -423,7 +426,15 @@ def parse_config(raw: Any, source_dir: Path = Path(".")) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([Problem("", "the configuration must be a mapping of sections")])
-    expanded = _interpolate(raw, (), problems, source_dir)
+    from bot.configfile import (
+        ambiguity_problems,
+        interpolate,
+        register_raw_secrets,
+        register_secrets,
+    )
+
+    expanded = interpolate(raw, (), problems, source_dir)
+    register_raw_secrets(expanded)  # before any message could show one
     if problems:
         raise ConfigError(problems)
     try:
@@ -437,7 +448,10 @@ def parse_config(raw: Any, source_dir: Path = Path(".")) -> Config:
             problems.append(Problem(format_path(loc), message, _hint_for(error, _model_at(loc))))
         raise ConfigError(problems) from None
     config.source_dir = source_dir
-    _register_secrets(config)
+    register_secrets(config)
+    problems = ambiguity_problems(config)
+    if problems:
+        raise ConfigError(problems)
     return config
 
 
@@ -448,27 +462,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except OSError as exc:
         raise ConfigError([Problem("", f"cannot read config file {file}: {exc.strerror}",
                                    "pass --config PATH or set SHIFTBOT_CONFIG")]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([Problem("", f"{file} is not valid YAML{where}")]) from None
-    return parse_config(raw, file.resolve().parent)
+    from bot.configfile import read_yaml
 
-
-def _register_secrets(node: Any) -> None:
-    if isinstance(node, SecretStr):
-        masker.add(node.get_secret_value())
-    elif isinstance(node, BaseModel):
-        for name in type(node).model_fields:
-            _register_secrets(getattr(node, name))
-    elif isinstance(node, dict):
-        for value in node.values():
-            _register_secrets(value)
-    elif isinstance(node, list):
-        for value in node:
-            _register_secrets(value)
+    # Duplicate keys, an empty file and broken YAML are errors (bot/configfile.py).
+    return parse_config(read_yaml(text, str(file)), file.resolve().parent)
 
 
 def secret_value(secret: SecretStr | None) -> str | None:

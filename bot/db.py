@@ -37,6 +37,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ requests = Table(
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("reason", Text, nullable=True),
     Column("outcome", String(20), nullable=True),
+    # JSON of the bot.commands.Plan the requester confirmed (destructive commands); migration 3.
+    Column("plan", Text, nullable=True),
     Index("ix_requests_status_expires", "status", "expires_at"),
 )
 
@@ -119,15 +122,27 @@ def _migration_2(conn: Connection) -> None:
     request_messages.create(conn)
 
 
+def _migration_3(conn: Connection) -> None:
+    # Step 1 creates `requests` from the current table definition, which now has the column:
+    # only databases made by an older shiftbot need it added.
+    if "plan" not in {c["name"] for c in inspect(conn).get_columns("requests")}:
+        conn.execute(text("ALTER TABLE requests ADD COLUMN plan TEXT"))
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "audit log and pending requests", _migration_1),
     (2, "messages that show a request", _migration_2),
+    (3, "the plan a destructive request was confirmed with", _migration_3),
 ]
 LATEST = MIGRATIONS[-1][0]
 
 
-class SchemaError(Exception):
+class DatabaseError(Exception):
+    """The database cannot be used; the message is one line for the operator."""
+
+
+class SchemaError(DatabaseError):
     pass
 
 
@@ -145,7 +160,10 @@ def as_utc(value: datetime | None) -> datetime | None:
 def make_engine(url: str, base_dir: Path | None = None) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=5, future=True)
+        if parsed.drivername == "postgresql":
+            # SQLAlchemy's default driver is psycopg2; shiftbot[postgres] installs psycopg 3.
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True, pool_size=5, future=True)
     database = parsed.database or ""
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
     if database in ("", ":memory:"):
@@ -205,7 +223,13 @@ class Database:
 
     def __init__(self, url: str, base_dir: Path | None = None) -> None:
         self.url = url
-        self.engine = make_engine(url, base_dir)
+        try:
+            self.engine = make_engine(url, base_dir)
+        except ImportError as exc:  # the dialect's driver is not installed
+            raise DatabaseError(f"bot.database: the database driver is not installed ({exc}); "
+                                "for PostgreSQL: pip install 'shiftbot[postgres]'") from None
+        except (ArgumentError, NoSuchModuleError, OSError) as exc:
+            raise DatabaseError(f"bot.database: cannot use it: {_first_line(exc)}") from None
         workers = 1 if self.engine.dialect.name == "sqlite" else 4
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
 
@@ -214,7 +238,12 @@ class Database:
         return self.engine.dialect.name
 
     def migrate(self) -> int:
-        return migrate(self.engine)
+        try:
+            return migrate(self.engine)
+        except SQLAlchemyError as exc:  # unreachable server, unwritable file, bad credentials
+            raise DatabaseError(f"bot.database: cannot open the {self.dialect} database: "
+                                f"{_first_line(exc.orig if isinstance(exc, DBAPIError) else exc)}"
+                                ) from None
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``func(connection, *args)`` in a transaction, off the event loop."""
@@ -235,3 +264,8 @@ class Database:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's first line (driver errors carry SQL and links on the next ones)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

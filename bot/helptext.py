@@ -2,25 +2,49 @@
 
 from __future__ import annotations
 
-from bot.commands import CommandSpec
-from bot.parser import ParseError
+from bot.commands import Arg, CommandSpec, Opt
+from bot.markup import user
+from bot.parser import DURATION_BOUNDS, INT_BOUNDS, ParseError, format_seconds
 from bot.registry import FamilyEntry, Registry
 from bot.reply import Level, Reply, Table
+
+# How to type a command, for every command's help: phones and macOS rewrite quotes and dashes.
+TYPING = ("Quote text with spaces: --reason \"node drained\" (or 'node drained'). Curly "
+          "quotes (“…” ‘…’) and a leading — or – (for --) as phones and Macs type them work "  # noqa: RUF001
+          "too; invisible characters (zero-width, bidi controls) are refused.")
 
 
 def command_help(spec: CommandSpec) -> Reply:
     fields = [("Usage", spec.usage())]
     for arg in spec.args:
-        fields.append((arg.metavar, arg.help or arg.kind))
+        fields.append((arg.metavar, _describe(arg)))
     for opt in spec.options:
-        choices = f" ({'|'.join(opt.choices)})" if opt.choices else ""
-        fields.append((f"--{opt.name}", (opt.help or opt.kind) + choices))
+        fields.append((f"--{opt.name}", _describe(opt)))
     fields.append(("Permission", spec.permission + (" (asks for confirmation)"
                                                     if spec.destructive else "")))
     text = spec.summary + (f"\n{spec.help}" if spec.help else "")
     if spec.examples:
         text += "\nExamples:\n" + "\n".join(f"  {e}" for e in spec.examples)
+    if spec.args or spec.options:
+        text += "\n" + TYPING
     return Reply(text, title=f"help {spec.words}", fields=fields)
+
+
+def _describe(slot: Arg | Opt) -> str:
+    """What a slot takes: its help, its choices, the range of a number or duration."""
+    text = slot.help or slot.kind
+    if slot.choices:
+        text += f" ({'|'.join(slot.choices)})"
+    if slot.kind == "int" and (slot.min_value is not None or slot.max_value is not None):
+        # The default range (0 to a billion) says nothing worth a line; a declared one does.
+        low, high = (INT_BOUNDS[0] if slot.min_value is None else slot.min_value,
+                     INT_BOUNDS[1] if slot.max_value is None else slot.max_value)
+        text += f" ({low} to {high})"
+    elif slot.kind == "duration":
+        low, high = (DURATION_BOUNDS[0] if slot.min_value is None else slot.min_value,
+                     DURATION_BOUNDS[1] if slot.max_value is None else slot.max_value)
+        text += f" ({format_seconds(low)} to {format_seconds(high)})"
+    return text
 
 
 def family_help(family: FamilyEntry, allowed: list[CommandSpec]) -> Reply:
@@ -36,17 +60,20 @@ def family_help(family: FamilyEntry, allowed: list[CommandSpec]) -> Reply:
 
 
 def usage_reply(registry: Registry, exc: ParseError, help_only: bool = False) -> Reply:
-    """What a caller sees for a malformed line: the problem, then the usage to fix it."""
+    """What a caller sees for a malformed line: the problem, then the usage to fix it.
+
+    The problem quotes what was typed ("unexpected argument '@channel'"): user text."""
+    problem = user(exc.message)
     if exc.spec is not None:
         if help_only:
             return command_help(exc.spec)
         return Reply(
-            f"{exc.message}\nUsage: {exc.spec.usage()}\n'help {exc.spec.words}' shows examples.",
+            f"{problem}\nUsage: {exc.spec.usage()}\n'help {exc.spec.words}' shows examples.",
             title="Cannot run that", level=Level.ERROR,
         )
     if exc.family is not None and exc.family in registry.families:
         family = registry.families[exc.family]
         subs = ", ".join(sorted(n for n, s in family.commands.items() if not s.hidden))
-        return Reply(f"{exc.message}. Subcommands: {subs}.\n'help {exc.family}' shows usage.",
+        return Reply(f"{problem}. Subcommands: {subs}.\n'help {exc.family}' shows usage.",
                      title="Cannot run that", level=Level.ERROR)
-    return Reply(f"{exc.message}", title="Cannot run that", level=Level.ERROR)
+    return Reply(problem, title="Cannot run that", level=Level.ERROR)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,15 @@ class Directory:
             people[key] = Person(key, getattr(cfg, "name", None) or key, ids)
         return cls(people)
 
-    def bind(self, person_key: str, platform: str, user_id: str) -> None:
+    def bind(self, person_key: str, platform: str, user_id: str) -> bool:
+        """Give a person an id learnt at runtime; refused (False, logged) when the id already
+        is somebody else's: one account is one person, or the gate would pick one of them."""
+        owner = self._by_id.get((platform, user_id))
+        if owner is not None and owner.key != person_key:
+            log.error("people.%s: the %s account %s already is people.%s; not bound (fix the "
+                      "config: one account is one person)", person_key, platform, user_id,
+                      owner.key)
+            return False
         person = self.people[person_key]
         ids = {**person.ids, platform: user_id}
         updated = Person(person.key, person.display_name, ids)
@@ -83,6 +94,7 @@ class Directory:
             if v.key == person_key:
                 self._by_id[k] = updated
         self._by_id[(platform, user_id)] = updated
+        return True
 
     def lookup(self, platform: str, user_id: str) -> Person | None:
         return self._by_id.get((platform, user_id))

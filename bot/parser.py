@@ -2,7 +2,12 @@
 
 Syntax: ``family [sub] [positional ...] [--opt value | --opt=value | opt=value | --flag]``,
 with shell-style quoting (``--reason "disk full"``) and ``--`` ending options. Every value is
-checked against its slot's kind and pattern: user text only fills whitelisted slots.
+checked against its slot's kind, bounds and pattern: user text only fills whitelisted slots.
+
+What phones type is understood (``—reason “disk full”``, see ``bot/smartquotes.py``); what
+cannot be seen is refused, never stripped: bidi overrides, zero-width and other format
+characters, line separators, private-use, unassigned and surrogate code points. An approver
+must see exactly the command that will run.
 """
 
 from __future__ import annotations
@@ -10,10 +15,13 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bot import smartquotes
 from bot.commands import WORD_PATTERN, Arg, CommandSpec, Opt
+from bot.markup import describe, refused_kind
 
 if TYPE_CHECKING:
     from bot.registry import Registry
@@ -24,12 +32,18 @@ _INT = re.compile(r"-?\d{1,12}")
 _JOBID = re.compile(r"\d{1,12}(\.\d{1,9})?")
 _DURATION = re.compile(r"(\d{1,6})([smhdw])")
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-# Free text: printable, no control characters (newlines would forge log and audit lines).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Default bounds: a count or id beyond a billion is a typo, and a duration beyond a year
+# overflows datetime arithmetic (now - 999999w) long before it means anything.
+INT_BOUNDS = (0, 1_000_000_000)
+DURATION_BOUNDS = (1, 366 * 86400)
 GLOBAL_FLAGS = {"public", "private", "help"}
 # Lines without quotes, backslashes or whitespace that str.split() and shlex disagree on split
 # the same either way; shlex costs ten times more and most lines are like that.
 _PLAIN = re.compile(r"[^\"'\\\x0b\x0c\x1c-\x1f]*")
+# Between tokens a command line may hold tabs and line breaks; in a value nothing of the kind
+# (newlines would forge log and audit lines).
+_LINE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_VALUE_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ParseError(Exception):
@@ -41,6 +55,10 @@ class ParseError(Exception):
         self.message = message
         self.spec = spec
         self.family = family
+
+
+class RefusedCharacter(ParseError):
+    """A character that cannot be seen or shown safely (named by its code point)."""
 
 
 @dataclass(slots=True)
@@ -76,11 +94,37 @@ def suggest(word: str, candidates: list[str]) -> str | None:
     return close[0] if close else None
 
 
+def refused(text: str, where: str, *, between_tokens: bool = False) -> str | None:
+    """Why ``text`` cannot be accepted ("reason: invisible character U+202E (...) is not
+    allowed"), or None. ``between_tokens``: a whole line, where tabs and newlines separate."""
+    if text.isascii():
+        control = (_LINE_CONTROL if between_tokens else _VALUE_CONTROL).search(text)
+        if control is None:
+            return None
+        chars: str = control.group()
+    else:
+        chars = text
+    for char in chars:
+        if between_tokens and char in "\t\n\r":
+            continue
+        kind = refused_kind(char)
+        if kind is not None:
+            message = f"{where}: {kind} {describe(char)} is not allowed"
+            if char == "\u200d":
+                message += (" (emoji joined with it, such as families or professions, are "
+                            "refused too: send them without the joiner)")
+            return message
+    return None
+
+
 def convert(slot: Arg | Opt, raw: str) -> Any:
     """Check and convert one value for its slot; raises ParseError with a clear message."""
     name = slot.name
     if len(raw) > slot.max_length:
         raise ParseError(f"{name}: too long ({len(raw)} characters, at most {slot.max_length})")
+    problem = refused(raw, name)
+    if problem is not None:
+        raise RefusedCharacter(problem)
     kind = slot.kind
     value: Any
     if kind == "choice" or slot.choices:
@@ -95,7 +139,7 @@ def convert(slot: Arg | Opt, raw: str) -> Any:
     elif kind == "int":
         if not _INT.fullmatch(raw):
             raise ParseError(f"{name}: expected a whole number, got '{raw}'")
-        value = int(raw)
+        value = _bounded(slot, int(raw), INT_BOUNDS, str)
     elif kind == "jobid":
         if not _JOBID.fullmatch(raw):
             raise ParseError(f"{name}: expected a job id like 1234 or 1234.0, got '{raw}'")
@@ -105,10 +149,9 @@ def convert(slot: Arg | Opt, raw: str) -> Any:
         if not match:
             raise ParseError(f"{name}: expected a duration like 30m, 24h or 7d, got '{raw}'")
         value = int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+        value = _bounded(slot, value, DURATION_BOUNDS, format_seconds)
     elif kind == "text":
-        if _CONTROL.search(raw):
-            raise ParseError(f"{name}: control characters are not allowed")
-        value = raw
+        value = raw  # refused() has checked it
     else:  # word
         if not _WORD.fullmatch(raw):
             raise ParseError(
@@ -121,8 +164,49 @@ def convert(slot: Arg | Opt, raw: str) -> Any:
     return value
 
 
+def _bounded(slot: Arg | Opt, value: int, default: tuple[int, int],
+             show: Callable[[int], str]) -> int:
+    low = default[0] if slot.min_value is None else slot.min_value
+    high = default[1] if slot.max_value is None else slot.max_value
+    if value < low:
+        raise ParseError(f"{slot.name}: must be at least {show(low)}, got {show(value)}")
+    if value > high:
+        raise ParseError(f"{slot.name}: must be at most {show(high)}, got {show(value)}")
+    return value
+
+
+def format_seconds(seconds: int) -> str:
+    """A duration as it is typed: 86400 -> 1d, 90 -> 90s."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def parse(registry: Registry, text: str) -> Parsed:
-    tokens = tokenize(text.strip())
+    """``text`` -> the command and its checked arguments, or a :class:`ParseError`."""
+    line = text.strip(" \t\r\n")  # not str.strip(): a trailing U+2028 is refused, not lost
+    try:
+        line = smartquotes.normalise(line)
+    except smartquotes.UnclosedQuote as exc:
+        raise ParseError(str(exc)) from None
+    problem = refused(line, "command line", between_tokens=True)
+    try:
+        parsed = _parse(registry, line)
+    except RefusedCharacter:
+        raise  # names the argument it was found in
+    except ParseError as exc:
+        if problem is None:
+            raise
+        # The invisible character may well be why the line makes no sense: say so instead.
+        raise RefusedCharacter(problem, exc.spec, exc.family) from None
+    if problem is not None:
+        raise RefusedCharacter(problem, parsed.spec)
+    return parsed
+
+
+def _parse(registry: Registry, line: str) -> Parsed:
+    tokens = tokenize(line)
     if not tokens:
         raise ParseError("empty command")
     family_name = tokens[0].lower()
@@ -239,8 +323,8 @@ def _checked(slot: Arg | Opt, raw: str, spec: CommandSpec) -> Any:
     try:
         return convert(slot, raw)
     except ParseError as exc:
-        raise ParseError(exc.message, spec) from None
+        raise type(exc)(exc.message, spec) from None
 
 
 def _normalise(spec: CommandSpec, tokens: list[str]) -> str:
-    return " ".join([spec.words, *(shlex.quote(t) for t in tokens)])
+    return " ".join([spec.words, *(smartquotes.quote(t) for t in tokens)])

@@ -7,6 +7,7 @@ wins, so a command is never run twice.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot import db
+from bot.commands import Plan
 from bot.identity import Caller
 
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: ids are read aloud and typed
@@ -55,6 +57,7 @@ class PendingRequest:
     decided_at: datetime | None
     reason: str | None
     outcome: str | None
+    plan: Plan | None = None  # what the requester was shown (commands declared with plan=)
 
     @property
     def expired(self) -> bool:
@@ -70,7 +73,16 @@ def _load(row: object) -> PendingRequest:
     for key in ("created_at", "expires_at", "decided_at"):
         values[key] = db.as_utc(values[key])
     values["kind"], values["status"] = Kind(values["kind"]), Status(values["status"])
-    return PendingRequest(**values)
+    plan = values.pop("plan", None)
+    return PendingRequest(**values, plan=Plan.from_json(json.loads(plan)) if plan else None)
+
+
+class DuplicateRequest(Exception):
+    """The same person already has the same command line waiting (``existing``)."""
+
+    def __init__(self, existing: PendingRequest) -> None:
+        super().__init__(existing.id)
+        self.existing = existing
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +100,10 @@ class RequestStore:
 
     async def create(self, kind: Kind, *, command: str, text: str, caller: Caller,
                      ttl: timedelta, thread_id: str | None = None,
-                     approval_role: str | None = None) -> PendingRequest:
+                     approval_role: str | None = None, plan: Plan | None = None,
+                     ) -> PendingRequest:
+        """A new pending request; :class:`DuplicateRequest` when the caller already has one
+        for the same command line (checked in the same transaction as the insert)."""
         assert caller.person is not None, "only configured people have pending requests"
         now = db.utcnow()
         values = {
@@ -97,6 +112,7 @@ class RequestStore:
             "person": caller.person.key, "channel_id": caller.channel_id,
             "channel_alias": caller.channel_alias, "thread_id": thread_id,
             "approval_role": approval_role, "created_at": now, "expires_at": now + ttl,
+            "plan": json.dumps(plan.to_json()) if plan is not None else None,
         }
         return await self.database.run(_create, values)
 
@@ -131,6 +147,12 @@ class RequestStore:
 
 
 def _create(conn: Connection, values: dict[str, object]) -> PendingRequest:
+    duplicate = conn.execute(select(db.requests).where(
+        db.requests.c.person == values["person"], db.requests.c.text == values["text"],
+        db.requests.c.status == str(Status.PENDING),
+        db.requests.c.expires_at > values["created_at"])).first()
+    if duplicate is not None:
+        raise DuplicateRequest(_load(duplicate))
     for _ in range(10):
         try:
             with conn.begin_nested():

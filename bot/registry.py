@@ -39,6 +39,9 @@ class Registry:
             raise RegistryError(f"command '{spec.words}' is declared twice")
         if ("" in family.commands) != (spec.name == "") and family.commands:
             raise RegistryError(f"'{spec.family}' mixes a bare command with subcommands")
+        if spec.destructive and spec.plan is None:
+            # People confirm what they are shown: a destructive command must say what it does.
+            raise RegistryError(f"destructive command '{spec.words}' declares no plan= step")
         family.commands[spec.name] = spec
 
     def add_module(self, module: ModuleType) -> None:

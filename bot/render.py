@@ -4,6 +4,12 @@
 the config's ``templates/``, then the templates shipped in ``config/templates/``) and truncates
 tables. :func:`render_text` turns a reply into text in a platform's markup dialect; adapters add
 their buttons and colours around it.
+
+User text is marked in templates (``{{ reason|user }}``, ``{{ text|code }}``) and in Python
+(``bot.markup.user``/``code``) and escaped here, per dialect (see ``bot/markup.py``). What the
+parts of a reply are: ``title`` and ``text`` are the bot's own words with marked spans; each
+``fields`` value is user text unless marked otherwise (names are the bot's); table cells are
+shown literally in a code block nothing inside can close.
 """
 
 from __future__ import annotations
@@ -12,13 +18,12 @@ import asyncio
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
 
+from bot.markup import Dialect, code, code_block, resolve, user, visible
 from bot.reply import Level, Reply, Table
 
-Dialect = Literal["console", "slack", "mattermost"]
 
 def _shipped_templates() -> Path:
     """config/templates/ of a source checkout, else the copy an install put under share/."""
@@ -54,6 +59,8 @@ class Renderer:
             keep_trailing_newline=False,
         )
         self.env.filters["duration"] = format_duration
+        self.env.filters["user"] = user  # inline user text, escaped per dialect by render_text
+        self.env.filters["code"] = code  # user text as a code span nothing inside can close
 
     def render_sync(self, reply: Reply) -> Reply:
         table = reply.table.truncated(self.max_table_rows) if reply.table else None
@@ -96,14 +103,17 @@ def format_duration(seconds: float | int | None) -> str:
 
 
 def format_table(table: Table) -> list[str]:
-    """Aligned monospace rows, with a last line counting what was left out."""
+    """Aligned monospace rows, with a last line counting what was left out.
+
+    Cells are shown as they are, on one line each, with nothing hidden (:func:`visible`):
+    a newline in a hold reason must not shift the columns or forge a row."""
     width = len(table.columns)
-    cells = [list(map(str, table.columns))]
+    cells = [list(map(_cell, table.columns))]
     for row in table.rows:
         if len(row) >= width:
-            cells.append(list(map(str, row[:width])))
+            cells.append(list(map(_cell, row[:width])))
         else:
-            cells.append([*map(str, row), *[""] * (width - len(row))])
+            cells.append([*map(_cell, row), *[""] * (width - len(row))])
     widths = [max(map(len, column)) for column in zip(*cells, strict=True)]
     # One format string for every row (the last column is not padded): help renders a table
     # on every call, and this is a third faster than padding cell by cell.
@@ -115,6 +125,10 @@ def format_table(table: Table) -> list[str]:
     return lines
 
 
+def _cell(value: object) -> str:
+    return visible(str(value))
+
+
 def bold(text: str, dialect: Dialect) -> str:
     if dialect == "slack":
         return f"*{text}*"
@@ -124,25 +138,25 @@ def bold(text: str, dialect: Dialect) -> str:
 
 
 def render_text(reply: Reply, dialect: Dialect = "console", *, with_table: bool = True) -> str:
-    """The whole reply as text in ``dialect`` (buttons are the adapter's job)."""
+    """The whole reply as text in ``dialect`` (buttons are the adapter's job), every marked
+    span escaped for it; for Slack the result is final mrkdwn (``&<>`` already escaped)."""
     parts: list[str] = []
     mark = LEVEL_MARK.get(reply.level, "")
     if reply.title:
-        title = bold(reply.title, dialect)
+        title = bold(resolve(reply.title, dialect), dialect)
         parts.append(f"[{mark}] {title}" if mark and dialect == "console" else title)
     elif mark and dialect == "console" and reply.level != Level.OK:
         parts.append(f"[{mark}]")
     if reply.text:
-        parts.append(reply.text)
+        parts.append(resolve(reply.text, dialect))
     if reply.fields:
-        width = max(len(name) for name, _ in reply.fields)
+        fields = [(resolve(name, dialect), resolve(value, dialect, unmarked="user"))
+                  for name, value in reply.fields]
+        width = max(len(name) for name, _ in fields)
         if dialect == "console":
-            parts.append("\n".join(f"{name.ljust(width)}  {value}" for name, value in reply.fields))
+            parts.append("\n".join(f"{name.ljust(width)}  {value}" for name, value in fields))
         else:
-            parts.append("\n".join(f"{bold(name, dialect)}: {value}"
-                                   for name, value in reply.fields))
+            parts.append("\n".join(f"{bold(name, dialect)}: {value}" for name, value in fields))
     if with_table and reply.table is not None:
-        lines = format_table(reply.table)
-        block = "\n".join(lines)
-        parts.append(block if dialect == "console" else f"```\n{block}\n```")
+        parts.append(code_block(format_table(reply.table), dialect))
     return "\n".join(p for p in parts if p)

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import importlib
 import logging
+import os
 import signal
 from typing import Any
 
@@ -24,6 +25,11 @@ ADAPTERS = {
     "mattermost": "bot.adapters.mattermost:MattermostAdapter",
 }
 EXPIRY_SWEEP_SECONDS = 30
+
+
+class StartupError(Exception):
+    """Something the operator must fix before the bot can run; the message is one line, with
+    the key path when there is one (the CLI prints it instead of a traceback)."""
 
 
 def settle_gc() -> None:
@@ -68,6 +74,16 @@ def attach_http(bot: Bot, host: str | None = None, port: int | None = None) -> H
     return http
 
 
+async def _listen(http: HttpServer) -> None:
+    try:
+        await http.start()
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's text repeats
+        raise StartupError(f"bot.http.port: cannot listen on {http.host}:{http.port}: "
+                           f"{reason} (another shiftbot or service has it? choose another "
+                           "port, or bot.http.host)") from None
+
+
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -86,7 +102,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
                       id="expire-requests", max_instances=1, coalesce=True)
     bot.services["scheduler"] = scheduler
     try:
-        await http.start()
+        await _listen(http)
         scheduler.start()
         for adapter in adapters:
             await adapter.start()

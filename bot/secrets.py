@@ -46,7 +46,10 @@ masker = SecretMasker()
 
 
 class MaskingFilter(logging.Filter):
-    """Masks registered secrets in every log record (message and arguments)."""
+    """Masks registered secrets in every log record: the message with its arguments, and the
+    traceback and stack text (an exception's message often quotes what it failed on)."""
+
+    _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if masker._pattern is None:
@@ -54,10 +57,20 @@ class MaskingFilter(logging.Filter):
         try:
             message = record.getMessage()
         except Exception:  # a broken format string must not hide the record
-            return True
-        masked = masker.mask(message)
-        if masked != message or record.args:
-            record.msg, record.args = masked, None
+            message = None
+        if message is not None:
+            masked = masker.mask(message)
+            if masked != message or record.args:
+                record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            # Formatters print a cached exc_text instead of formatting exc_info again, so the
+            # masked text is what every handler shows. exc_info stays for Sentry's logging
+            # integration, whose events are masked by before_send (bot/observability.py).
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = masker.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = masker.mask(record.stack_info)
         return True
 
 

@@ -11,6 +11,7 @@ from bot.db import utcnow
 from bot.pending import Kind
 from bot.render import format_duration
 from bot.reply import Choice, Reply, Table
+from bot.timefmt import format_clock
 
 FAMILY = Family("approvals", "Confirmations and approvals", order=90)
 
@@ -43,12 +44,14 @@ async def approvals(ctx: Context) -> Reply:
                 continue
             what = f"approve as {request.approval_role}"
         left = (request.expires_at - utcnow()).total_seconds()
-        rows.append([request.id, request.person, request.text, what, format_duration(left)])
+        until = format_clock(request.expires_at, ctx.bot.config.bot.timezone)
+        rows.append([request.id, request.person, request.text, what,
+                     f"in {format_duration(left)} ({until})"])
     if not rows:
         return Reply("Nothing is waiting for you.")
     return Reply("'approve ID' / 'deny ID [REASON]' decide; 'confirm ID' / 'cancel ID' for yours.",
                  title=f"{len(rows)} pending",
-                 table=Table(["id", "from", "command", "you may", "expires in"], rows))
+                 table=Table(["id", "from", "command", "you may", "expires"], rows))
 
 
 @command("approve", summary="Approve someone else's request", args=[_ID], slow=True,

@@ -14,10 +14,10 @@ from typing import Any
 from bot.commands import Arg, CommandError, Context, Family, Opt, command
 from bot.condor import holdcodes, states
 from bot.condor.errors import CondorError
-from bot.condor.models import ActionResult, Analysis, QueueRow
+from bot.condor.models import Analysis, QueueRow
 from bot.condor.service import CondorService
 from bot.render import format_duration
-from bot.reply import Level, Reply, Table, Visibility
+from bot.reply import Level, Reply, Table
 
 FAMILY = Family("condor", "HTCondor queues and jobs", order=20)
 
@@ -244,140 +244,6 @@ async def analyze(ctx: Context) -> Reply:
     level = Level.WARNING if a.status in ("H", "I", "X") else Level.INFO
     return Reply(title=f"condor analyze {a.job}", template="condor_analyze.j2", data=data,
                  table=table, level=level)
-
-
-_JOBS = Arg("jobs", kind="jobid", many=True, required=False, help="job ids: 1234.0 or 1234")
-_BATCH = Opt("batch", kind="text", max_length=200, help="every job of this JobBatchName")
-_REASON = Opt("reason", kind="text", max_length=200, help="recorded in the job (HoldReason, ...)")
-
-
-async def _act(ctx: Context, action: str) -> Reply:
-    service = service_of(ctx)
-    jobs: list[str] = ctx.args["jobs"] or []
-    batch: str | None = ctx.args["batch"]
-    if bool(jobs) == bool(batch):
-        raise CommandError("Name job ids or --batch NAME (one of the two).")
-    async with _Failures():
-        spec = service.pool(ctx.args["pool"])
-        result = await service.act(spec.name, action,  # type: ignore[arg-type]
-                                   jobs=jobs or None, batch=batch, reason=ctx.args["reason"],
-                                   caller=ctx.caller.label)
-    return action_reply(spec.name, spec.label, action, result, batch, spec.scope is not None)
-
-
-_DONE = {"hold": "Held", "release": "Released", "remove": "Removed"}
-_WORD = {"hold": "hold", "release": "release", "remove": "rm"}
-_NOT_APPLICABLE = {"hold": "already held, completed or removed",
-                   "release": "not held", "remove": "already removed"}
-
-
-def action_reply(pool: str, schedd: str, action: str, result: ActionResult, batch: str | None,
-                 scoped: bool) -> Reply:
-    where = " within this pool's scope" if scoped else ""
-    if not result.targets:
-        what = f"batch {batch}" if batch else ", ".join(result.not_found)
-        return Reply.error(f"No job of {what} in the queue of {schedd}{where}: nothing was "
-                           f"{_DONE[action].lower()}.", title=f"condor {_WORD[action]} failed")
-    skipped = result.bad_status + result.already_done
-    unchanged = []
-    if skipped:
-        wanted = {"hold": {"I", "R", "<", ">", "S"}, "release": {"H"},
-                  "remove": set(states.LETTERS) - {"X"}}[action]
-        unchanged = [f"{job} ({letter})" for job, letter in result.states.items()
-                     if letter not in wanted]
-    data = {
-        "pool": pool, "schedd": schedd, "done": _DONE[action], "count": result.success,
-        "targets": result.targets[:20], "more": max(0, len(result.targets) - 20),
-        "batch": batch, "not_found": result.not_found, "where": where,
-        "unchanged": unchanged[:20], "skipped": skipped,
-        "not_applicable": _NOT_APPLICABLE[action], "denied": result.permission_denied,
-        "errors": result.error, "removing": action == "remove",
-    }
-    ok = result.success > 0 and not (result.not_found or skipped or result.permission_denied
-                                     or result.error)
-    level = Level.OK if ok else (Level.WARNING if result.success else Level.ERROR)
-    return Reply(title=f"condor {_WORD[action]} on {pool}",
-                 template="condor_action.j2", data=data, level=level,
-                 visibility=Visibility.CHANNEL)
-
-
-@command(
-    "condor hold", summary="Hold jobs (GWCelery's 'stop'): by id or a whole batch",
-    args=[_JOBS], options=[_BATCH, _REASON, _POOL_OPT],
-    help="The reason is stored in the job's HoldReason with your name.",
-    examples=["condor hold 1.20 1.21 --reason 'node2296 is being drained'",
-              "condor hold --batch gwcelery --reason 'Kafka maintenance'"],
-    slow=True, public=True,
-)
-async def hold(ctx: Context) -> Reply:
-    return await _act(ctx, "hold")
-
-
-@command(
-    "condor release", summary="Release held jobs (GWCelery's 'restart'): by id or a batch",
-    args=[_JOBS], options=[_BATCH, _REASON, _POOL_OPT],
-    examples=["condor release 2.9", "condor release --batch gwcelery"],
-    slow=True, public=True,
-)
-async def release(ctx: Context) -> Reply:
-    return await _act(ctx, "release")
-
-
-@command(
-    "condor rm", summary="Remove jobs by id or a whole batch (asks for confirmation)",
-    args=[_JOBS], options=[_BATCH, _REASON, _POOL_OPT],
-    help="Destructive: asks you to confirm. The example configuration gives it to the expert "
-         "role only (or to shifters with an expert's approval).",
-    examples=["condor rm 100.17", "condor rm --batch gwcelery"],
-    destructive=True, slow=True, public=True,
-)
-async def rm(ctx: Context) -> Reply:
-    return await _act(ctx, "remove")
-
-
-@command(
-    "condor submit", summary="Submit a submit description defined in the config",
-    args=[Arg("name", help="a submit description of the pool (condor.pools.P.submit)")],
-    options=[_POOL_OPT],
-    help="Only descriptions from the configuration can be submitted, never text from chat. "
-         "Refused when the description's batch already has jobs: use resubmit.",
-    examples=["condor submit gwcelery"],
-    slow=True, public=True,
-)
-async def submit(ctx: Context) -> Reply:
-    service = service_of(ctx)
-    async with _Failures():
-        spec = service.pool(ctx.args["pool"])
-        outcome = await service.submit(spec.name, ctx.args["name"])
-    return Reply(title=f"condor submit {ctx.args['name']}", template="condor_submit.j2",
-                 data={"pool": spec.name, "name": ctx.args["name"], "outcome": outcome,
-                       "clusters": ", ".join(map(str, outcome.clusters)), "removed": None},
-                 level=Level.OK, visibility=Visibility.CHANNEL)
-
-
-@command(
-    "condor resubmit", summary="Remove a batch, wait until it is gone, submit it again",
-    args=[Arg("name", help="a submit description with a batch_name")],
-    options=[_POOL_OPT],
-    help="GWCelery's 'gwcelery condor resubmit': removes every job of the description's batch "
-         "(within the scope), waits until they have left the queue (condor.resubmit_wait_seconds, "
-         "120 s by default, progress shown), then submits. Destructive: asks for confirmation.",
-    examples=["condor resubmit gwcelery"],
-    destructive=True, slow=True, public=True, timeout=900,
-)
-async def resubmit(ctx: Context) -> Reply:
-    service = service_of(ctx)
-    async with _Failures():
-        spec = service.pool(ctx.args["pool"])
-        outcome = await service.resubmit(spec.name, ctx.args["name"], progress=ctx.progress)
-    removed = outcome.removed
-    return Reply(title=f"condor resubmit {ctx.args['name']}", template="condor_submit.j2",
-                 data={"pool": spec.name, "name": ctx.args["name"],
-                       "outcome": outcome.submitted,
-                       "clusters": ", ".join(map(str, outcome.submitted.clusters)),
-                       "removed": removed.success if removed else 0, "batch": outcome.batch,
-                       "waited": format_duration(outcome.waited_seconds)},
-                 level=Level.OK, visibility=Visibility.CHANNEL)
 
 
 @command(

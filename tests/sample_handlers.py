@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.commands import Arg, CommandError, Context, Family, Opt, command
+from bot.commands import Arg, CommandError, Context, Family, Opt, Plan, command
 from bot.reply import Reply, Table, Visibility
 
 FAMILY = Family("sample", "Commands for the core's tests", order=200)
@@ -30,8 +30,20 @@ async def table(ctx: Context) -> Reply:
                  table=Table(["n", "name"], rows), visibility=Visibility.CHANNEL)
 
 
+# target -> what "sample wipe TARGET" would affect; tests change it between request and run.
+WIPE_TARGETS: dict[str, list[str]] = {}
+
+
+async def plan_wipe(ctx: Context) -> Plan:
+    target = ctx.args["target"]
+    if target == "missing":
+        raise CommandError(f"there is no target '{target}'")
+    affected = WIPE_TARGETS.get(target, [target])
+    return Plan(f"wipes {len(affected)} item(s): {', '.join(affected)}", frozenset(affected))
+
+
 @command("sample wipe", summary="Destructive: needs confirmation", destructive=True,
-         args=[Arg("target")])
+         args=[Arg("target")], plan=plan_wipe)
 async def wipe(ctx: Context) -> Reply:
     _ran(ctx)
     return Reply(f"wiped {ctx.args['target']}")

@@ -60,7 +60,7 @@ async def test_q_options(bot: Bot) -> None:
     held = await run(bot, "alice", "condor q all --status held")
     assert held.reply.table is not None
     assert {row[3] for row in held.reply.table.rows} == {"H"}
-    assert "Filters: status held" in held.reply.text
+    assert "Filters: status held" in text(held)
     assert len(held.reply.table.rows) == int(held.reply.text.split(" jobs: H ")[1].split()[0])
     owner = await run(bot, "alice", "condor q all --owner emfollow-playground --status idle")
     assert owner.reply.table is not None and [r[0] for r in owner.reply.table.rows] == ["2.17"]
@@ -96,15 +96,15 @@ async def test_analyze(bot: Bot) -> None:
     assert "held (H) for 5h 0m" in held.reply.text
     assert "Hold: 34 JobOutOfResources (memory): the job used more than it requested" \
         in held.reply.text
-    assert "=> Held: it will not run until released." in held.reply.text
+    assert "=> Held: it will not run until released." in text(held)
     idle = await run(bot, "alice", "condor analyze 1.21")
     assert "Matching (collector demo): 64 slots; 14 satisfy the job's requirements" \
         in idle.reply.text
-    assert "14 slots match, all busy" in idle.reply.text
+    assert "14 slots match, all busy" in text(idle)
     assert idle.reply.table is not None
     assert ["TARGET.Online_EMFollow is true", "14", ""] in idle.reply.table.rows
     running = await run(bot, "alice", "condor analyze 1.3")
-    assert "running (R)" in running.reply.text and "worker (local)" in running.reply.text
+    assert "running (R)" in running.reply.text and "worker (local)" in text(running)
     missing = await run(bot, "alice", "condor analyze 100.0")  # exists, outside the scope
     assert missing.status == OutcomeStatus.ERROR
     assert missing.reply.text == ("job 100.0 is not in the queue of schedd "
@@ -119,7 +119,7 @@ async def test_hold_and_release_record_who_and_why(bot: Bot) -> None:
         in out.reply.text
     assert "Not in the queue within this pool's scope: 77.0." in out.reply.text
     analyzed = await run(bot, "alice", "condor analyze 1.8")
-    assert "Hold reason: node2290 drain (via shiftbot by alice)" in analyzed.reply.text
+    assert "Hold reason: node2290 drain (via shiftbot by alice)" in text(analyzed)
     again = await run(bot, "alice", "condor release 1.8 1.20")
     assert "Released 1 of 2 jobs" in again.reply.text
     assert "Left unchanged (not held): 1.20 (I)" in again.reply.text
@@ -137,7 +137,7 @@ async def test_actions_never_leave_the_scope(bot: Bot) -> None:
     assert "Not in the queue within this pool's scope: 100.0." in out.reply.text
     after = await run(bot, "alice", "condor analyze 100.0 all")
     assert after.reply.text.split("\n")[0] == before.reply.text.split("\n")[0]
-    other_batch = before.reply.text.split(", batch ")[1].split(",")[0]
+    other_batch = text(before).split(", batch ")[1].split(",")[0]
     assert other_batch.startswith(("bilby", "pycbc", "rift", "gstlal", "omicron", "cwb"))
     batch = await run(bot, "alice", f"condor hold --batch {other_batch}")
     assert batch.status == OutcomeStatus.ERROR and "nothing was held" in batch.reply.text
@@ -166,11 +166,51 @@ async def test_rm_is_for_experts_and_asks_for_confirmation(bot: Bot) -> None:
 async def test_rm_batch(bot: Bot) -> None:
     asked = await run(bot, "carol", "condor rm --batch gwcelery --reason 'redeploy'")
     done = await bot.decide(console("carol", ""), asked.request_id, Choice.CONFIRM)
-    assert "Removed 24 jobs of batch gwcelery" in done.reply.text
+    assert "Removed 24 jobs of batch gwcelery" in text(done)
+    # A batch with no jobs is an error before any request: nothing to confirm.
     nothing = await run(bot, "carol", "condor rm --batch nope")
-    confirmed = await bot.decide(console("carol", ""), nothing.request_id, Choice.CONFIRM)
-    assert confirmed.status == OutcomeStatus.ERROR
-    assert "No job of batch nope" in confirmed.reply.text
+    assert nothing.status == OutcomeStatus.ERROR and nothing.request_id is None
+    assert "No job of batch nope" in text(nothing)
+    assert await bot.requests.list_pending() == []
+
+
+async def test_rm_preview_and_refusals_before_any_request(bot: Bot) -> None:
+    asked = await run(bot, "carol", "condor rm --batch gwcelery")
+    shown = text(asked)
+    assert "removes 24 jobs of emfollow on pool gwcelery (within its scope)" in shown
+    assert "1.0-1.19, 1.23 running" in shown and "1.20-1.21 idle" in shown and "1.22 held" in shown
+    assert "changes things" not in shown
+    await bot.decide(console("carol", ""), asked.request_id, Choice.CANCEL)
+    for line, why in [("condor rm", "Name job ids or --batch NAME"),
+                      ("condor rm 999.0", "Not in the queue"),
+                      ("condor rm 1.20 999.0", "999.0"),
+                      ("condor rm 1.20 --batch gwcelery", "one of the two"),
+                      ("condor rm 1.20 --pool nowhere", "unknown pool")]:
+        out = await run(bot, "carol", line)
+        assert out.status == OutcomeStatus.ERROR and out.request_id is None, line
+        assert why in text(out) and "Usage:" in text(out), line
+    assert await bot.requests.list_pending() == []
+
+
+async def test_rm_acts_only_on_the_confirmed_jobs(bot: Bot) -> None:
+    asked = await run(bot, "carol", "condor rm 1.20")
+    done = await bot.decide(console("carol", ""), asked.request_id, Choice.CONFIRM)
+    assert done.status == OutcomeStatus.OK and "Removed 1 job" in text(done)
+
+
+async def test_rm_batch_asks_again_when_more_jobs_match(bot: Bot) -> None:
+    asked = await run(bot, "carol", "condor rm --batch gwcelery")
+    # Meanwhile the batch grew: a resubmit by someone else adds jobs to it.
+    service = bot.services["condor"]
+    held = await run(bot, "carol", "condor hold 1.0")  # not a change in membership: still ok
+    assert held.status == OutcomeStatus.OK, text(held)
+    source = await service.load_submit(service.pool("gwcelery"), "gwcelery")
+    await service._submit(service.pool("gwcelery"), source, refuse_if_present=False)
+    again = await bot.decide(console("carol", ""), asked.request_id, Choice.CONFIRM)
+    assert again.status == OutcomeStatus.PENDING and again.request_id != asked.request_id
+    assert "changed" in text(again) and "removes 27 jobs" in text(again)
+    after = await run(bot, "carol", "condor q --all")
+    assert "27 jobs" in text(after)  # nothing was removed
 
 
 async def test_submit_refuses_duplicates_and_resubmit_waits(bot: Bot) -> None:
@@ -195,7 +235,7 @@ async def test_submit_refuses_duplicates_and_resubmit_waits(bot: Bot) -> None:
     assert said[0].startswith("Removed 24 of 24 jobs of batch gwcelery")
     assert any(" left (" in line for line in said)
     assert said[-1] == "Batch gwcelery is gone; submitting gwcelery."
-    assert "Removed 24 jobs of batch gwcelery" in done.reply.text
+    assert "Removed 24 jobs of batch gwcelery" in text(done)
     assert "3 jobs in clusters" in done.reply.text
     after = await run(bot, "carol", "condor q --all")
     assert "3 jobs: R 1, I 2" in after.reply.text

@@ -95,3 +95,83 @@ def test_version_and_help() -> None:
     helptext = subprocess.run([sys.executable, "-m", "bot.cli", "--help"], capture_output=True,
                               text=True, cwd=REPO, timeout=30)
     assert "check-config" in helptext.stdout and "console" in helptext.stdout
+
+
+def _scripted(lines: list[str]):  # type: ignore[no-untyped-def]
+    """A read_line that answers the confirmation prompt with ``confirm ID`` when it sees
+    ``{id}`` in the script, filled from the prompt itself."""
+    answers = iter(lines)
+
+    def read(prompt: str) -> str:
+        try:
+            line = next(answers)
+        except StopIteration:
+            raise EOFError from None
+        if "{id}" in line:
+            request = prompt.split("Confirm request ", 1)[1].split("?", 1)[0]
+            line = line.replace("{id}", request)
+        return line
+
+    return read
+
+
+@pytest.mark.parametrize("answer", ["confirm {id}", "CONFIRM {id}", "yes", "y", "confirm"])
+async def test_confirm_id_at_the_prompt_confirms(make_bot, answer: str) -> None:  # type: ignore[no-untyped-def]
+    bot = await make_bot()
+    out = io.StringIO()
+    console = ConsoleAdapter(bot, ConsoleSession("alice"), out=out,
+                             read_line=_scripted(["sample wipe disk", answer]))
+    assert await console.repl() == 0
+    assert "wiped disk" in out.getvalue() and "Cancelled" not in out.getvalue()
+
+
+async def test_another_command_at_the_prompt_is_run_not_swallowed(make_bot) -> None:  # type: ignore[no-untyped-def]
+    bot = await make_bot()
+    out = io.StringIO()
+    console = ConsoleAdapter(bot, ConsoleSession("alice"), out=out,
+                             read_line=_scripted(["sample wipe disk", "sample echo still here"]))
+    assert await console.repl() == 0
+    text = out.getvalue()
+    assert "still here" in text and "is still waiting" in text and "wiped" not in text
+    [request] = await bot.requests.list_pending()
+    assert request.text == "sample wipe disk"
+
+
+def test_confirm_choice_words() -> None:
+    from bot.adapters.console import confirm_choice
+    from bot.reply import Choice
+
+    assert confirm_choice("confirm abc123", "abc123") == Choice.CONFIRM
+    assert confirm_choice("cancel abc123", "abc123") == Choice.CANCEL
+    assert confirm_choice("", "abc123") == Choice.CANCEL
+    assert confirm_choice(None, "abc123") == Choice.CANCEL
+    assert confirm_choice("confirm zzz999", "abc123") is None  # another request: a command
+    assert confirm_choice("condor q", "abc123") is None
+
+
+def test_ctrl_c_at_the_prompt_exits_at_once(config_file: Path) -> None:
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "console", "--config",
+                             str(config_file)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("sample wipe disk\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "Confirm?" not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.readline()
+        time.sleep(0.3)  # at the prompt now, with stdin still open
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        proc.wait(timeout=10)
+        assert time.monotonic() - started < 5
+        stderr = proc.stderr.read() if proc.stderr else ""
+        assert "Traceback" not in stderr and proc.returncode == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()

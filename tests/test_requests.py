@@ -10,6 +10,7 @@ import sample_handlers
 from conftest import console
 
 from bot.core import Bot, OutcomeStatus
+from bot.markup import plain
 from bot.reply import Choice
 
 
@@ -29,13 +30,14 @@ async def test_destructive_waits_for_the_same_person(make_bot) -> None:  # type:
     assert [a.choice for a in asked.reply.actions] == [Choice.CONFIRM, Choice.CANCEL]
     assert runs("sample.wipe") == []
     other = await bot.decide(console("bob", ""), asked.request_id, Choice.CONFIRM)
-    assert other.status == OutcomeStatus.DENIED and "Only alice, who asked" in other.reply.text
+    assert other.status == OutcomeStatus.DENIED
+    assert "Only alice, who asked" in plain(other.reply.text)
     assert runs("sample.wipe") == []
     done = await bot.decide(console("alice", ""), asked.request_id, Choice.CONFIRM)
-    assert done.status == OutcomeStatus.OK and done.reply.text == "wiped disk"
-    assert done.update is not None and "Confirmed by alice" in done.update.text
+    assert done.status == OutcomeStatus.OK and plain(done.reply.text) == "wiped disk"
+    assert done.update is not None and "Confirmed by alice" in plain(done.update.text)
     again = await bot.decide(console("alice", ""), asked.request_id, Choice.CONFIRM)
-    assert again.status == OutcomeStatus.ERROR and "already decided" in again.reply.text
+    assert again.status == OutcomeStatus.ERROR and "already decided" in plain(again.reply.text)
     assert len(runs("sample.wipe")) == 1
 
 
@@ -43,7 +45,7 @@ async def test_cancel(make_bot) -> None:  # type: ignore[no-untyped-def]
     bot = await make_bot()
     asked = await bot.handle(console("alice", "sample wipe disk"))
     cancelled = await bot.handle(console("alice", f"cancel {asked.request_id}"))
-    assert "Cancelled by alice" in cancelled.reply.text
+    assert "Cancelled by alice" in plain(cancelled.reply.text)
     assert runs("sample.wipe") == []
 
 
@@ -56,16 +58,17 @@ async def test_approval_by_a_different_expert(make_bot) -> None:  # type: ignore
     # The requester cannot approve, nor can another shifter without the expert role.
     self_approval = await bot.handle(console("alice", f"approve {request}"))
     assert self_approval.status == OutcomeStatus.DENIED
-    assert "cannot decide your own request" in self_approval.reply.text
+    assert "cannot decide your own request" in plain(self_approval.reply.text)
     wrong_role = await bot.handle(console("bob", f"approve {request}"))
     assert wrong_role.status == OutcomeStatus.DENIED
-    assert "needs role expert" in wrong_role.reply.text
+    assert "needs role expert" in plain(wrong_role.reply.text)
     assert runs("sample.restart") == []
     listed = await bot.handle(console("carol", "approvals"))
     assert listed.reply.table is not None and listed.reply.table.rows[0][0] == request
     assert (await bot.handle(console("bob", "approvals"))).reply.table is None
     approved = await bot.handle(console("carol", f"approve {request}"))
-    assert approved.status == OutcomeStatus.OK and approved.reply.text == "restarted gwcelery"
+    assert approved.status == OutcomeStatus.OK
+    assert plain(approved.reply.text) == "restarted gwcelery"
     # It ran as alice, with carol recorded as approver.
     assert runs("sample.restart") == [("sample.restart", "alice", {"service": "gwcelery"})]
     entries = await bot.audit.query(command_glob="sample.restart")
@@ -78,10 +81,10 @@ async def test_deny_with_reason(make_bot) -> None:  # type: ignore[no-untyped-de
     bot = await make_bot()
     asked = await bot.handle(console("alice", "sample restart gwcelery"))
     denied = await bot.handle(console("erin", f"deny {asked.request_id} not during O4 run"))
-    assert "Denied by erin: not during O4 run" in denied.reply.text
+    assert "Denied by erin: not during O4 run" in plain(denied.reply.text)
     assert runs("sample.restart") == []
     late = await bot.handle(console("carol", f"approve {asked.request_id}"))
-    assert "already decided by erin" in late.reply.text
+    assert "already denied by erin" in plain(late.reply.text)
     entries = await bot.audit.query(command_glob="sample.restart")
     assert any(e.decision == "denied by approver" and e.approver == "erin" for e in entries)
 
@@ -101,7 +104,7 @@ async def test_requests_expire(make_bot) -> None:  # type: ignore[no-untyped-def
     asked = await bot.handle(console("alice", "sample restart gwcelery"))
     await asyncio.sleep(0.1)
     late = await bot.handle(console("carol", f"approve {asked.request_id}"))
-    assert late.status == OutcomeStatus.ERROR and "expired" in late.reply.text
+    assert late.status == OutcomeStatus.ERROR and "expired" in plain(late.reply.text)
     assert runs("sample.restart") == []
     entries = await bot.audit.query(command_glob="sample.restart")
     assert [e.decision for e in entries].count("expired") == 1
@@ -176,9 +179,9 @@ async def test_handle_and_decide_never_raise(make_bot, monkeypatch) -> None:  # 
 
     monkeypatch.setattr(bot.database, "run", database_gone)
     broken = await bot.handle(console("alice", "sample wipe x"))
-    assert broken.status == OutcomeStatus.ERROR and "internal error" in broken.reply.text
+    assert broken.status == OutcomeStatus.ERROR and "internal error" in plain(broken.reply.text)
     decided = await bot.decide(console("carol", ""), asked.request_id or "", Choice.APPROVE)
-    assert decided.status == OutcomeStatus.ERROR and "internal error" in decided.reply.text
+    assert decided.status == OutcomeStatus.ERROR and "internal error" in plain(decided.reply.text)
     monkeypatch.undo()
     assert runs("sample.restart") == [] and runs("sample.wipe") == []
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -49,6 +50,33 @@ def format_reply(reply: Reply) -> str:
     return text
 
 
+_YES = frozenset({"y", "yes", "confirm"})
+_NO = frozenset({"", "n", "no", "cancel"})
+
+
+def confirm_choice(answer: str | None, request_id: str) -> Choice | None:
+    """The operator's answer at the confirmation prompt: yes/no, ``confirm ID``/``cancel ID``
+    for this request, or None for anything else (another command, run as typed). End of
+    input cancels."""
+    if answer is None:
+        return Choice.CANCEL
+    words = answer.strip().lower().split()
+    if len(words) == 2 and words[1] == request_id.lower():
+        words = words[:1]
+    if len(words) <= 1:
+        word = words[0] if words else ""
+        if word in _YES:
+            return Choice.CONFIRM
+        if word in _NO:
+            return Choice.CANCEL
+    return None
+
+
+def _settle(future: asyncio.Future[str | None], value: str | None) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
 class ConsoleAdapter:
     name = "console"
 
@@ -80,10 +108,22 @@ class ConsoleAdapter:
         return EXIT_CODES[outcome.status]
 
     async def _ask(self, prompt: str) -> str | None:
-        try:
-            return await asyncio.to_thread(self.read_line, prompt)  # input() would block the loop
-        except EOFError:
-            return None
+        """One line from the operator, read off the loop (input() blocks). The reader is a
+        daemon thread, not the loop's executor: on Ctrl-C the process exits at once instead of
+        waiting at shutdown for a thread stuck in input()."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[str | None] = loop.create_future()
+
+        def read() -> None:
+            try:
+                line: str | None = self.read_line(prompt)
+            except (EOFError, KeyboardInterrupt, OSError):
+                line = None
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_settle, answer, line)
+
+        threading.Thread(target=read, name="console-input", daemon=True).start()
+        return await answer
 
     async def repl(self) -> int:
         self.print(f"{self.bot.config.bot.name} console. {PROMPT_HELP}. 'help' lists commands.")
@@ -101,17 +141,31 @@ class ConsoleAdapter:
                 if self._console_command(line) is False:
                     return 0
                 continue
-            outcome = await self.bot.handle(self.inbound(line), progress=self.progress)
-            self.print(format_reply(outcome.reply))
-            await self._maybe_confirm(outcome)
+            await self._run_line(line)
+
+    async def _run_line(self, line: str) -> None:
+        outcome = await self.bot.handle(self.inbound(line), progress=self.progress)
+        self.print(format_reply(outcome.reply))
+        await self._maybe_confirm(outcome)
 
     async def _maybe_confirm(self, outcome: Outcome) -> None:
         actions = outcome.reply.actions
         if not actions or actions[0].choice != Choice.CONFIRM or not outcome.request_id:
             return
-        answer = await self._ask("Type 'yes' to confirm, anything else cancels: ")
-        choice = Choice.CONFIRM if (answer or "").strip().lower() in ("y", "yes") else Choice.CANCEL
-        decided = await self.bot.decide(self.inbound(""), outcome.request_id, choice,
+        request = outcome.request_id
+        answer = await self._ask(f"Confirm request {request}? [yes/no, or another command]: ")
+        choice = confirm_choice(answer, request)
+        if choice is None:
+            # Another command: run it, and leave the request waiting (it expires by itself).
+            self.print(f"Request {request} is still waiting: 'confirm {request}' runs it, "
+                       f"'cancel {request}' withdraws it.")
+            assert answer is not None
+            if answer.strip().startswith("/"):
+                self._console_command(answer.strip())
+            else:
+                await self._run_line(answer.strip())
+            return
+        decided = await self.bot.decide(self.inbound(""), request, choice,
                                         progress=self.progress)
         self.print(format_reply(decided.reply))
 

@@ -7,6 +7,10 @@ real ClassAd evaluator (``ExprTree(c).eval(ad) is True``: Undefined never matche
 are honoured (only the projected attributes come back, in fresh ads) and so is ``limit``. The
 worker code path is therefore the same for a real pool and for the demo.
 
+``submit`` builds the job's ``Environment`` the way condor_submit does, from ``environment``
+and ``getenv``, importing variables from *this* process's environment (the worker's), so a
+test can see in the ad what a real pool would have stored.
+
 It also reproduces two pitfalls of the real bindings on purpose: a plain-string ``reason`` given
 to ``act`` is dropped (only ``("text", subcode)`` is used), and a constraint that does not parse
 fails with an ``HTCondorException`` with an empty message.
@@ -22,6 +26,7 @@ answers with.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -31,6 +36,7 @@ from typing import Any
 import classad2
 import htcondor2
 
+from bot.condor.jobenv import job_environment
 from bot.condor.models import DEMO_SCHEDD, PoolSpec
 
 CONDOR_VERSION = "$CondorVersion: 25.14.1 2026-09-24 BuildID: shiftbot-demo $"
@@ -429,6 +435,7 @@ def _ad_from_submit(commands: dict[str, str], cluster: int, proc: int, user: str
             '(TARGET.Arch == "X86_64") && (TARGET.OpSys == "LINUX") && '
             "(TARGET.Disk >= RequestDisk) && (TARGET.Memory >= RequestMemory) && "
             "(TARGET.HasFileTransfer)")
+    ad["Environment"] = job_environment(lower, os.environ)
     if "accounting_group" in lower:
         group = lower["accounting_group"]
         group_user = lower.get("accounting_group_user", user)

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEMO_SCHEDD = "emfollow.ligo.caltech.edu"  # the demo schedd's name, unless the pool sets one
+# What `getenv` in a submit description may copy from the worker's environment into a job ad
+# (condor.pools.<pool>.getenv_allow): nothing secret, and nothing shiftbot-specific (the
+# worker's PYTHONPATH points at shiftbot, not at the pipeline).
+DEFAULT_GETENV_ALLOW = ("PATH", "HOME", "LANG", "TZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +24,7 @@ class PoolSpec:
     scope: str | None = None  # validated, canonical
     timeout: float = 10.0
     environment: dict[str, str] = field(default_factory=dict)
+    getenv_allow: tuple[str, ...] = DEFAULT_GETENV_ALLOW
     demo_jobs: int = 300
     demo_seed: int = 1
     demo_remove_delay: float = 2.0
@@ -128,3 +133,12 @@ class SubmitOutcome:
     jobs: int
     batch: str | None = None
     first_job: str = ""
+
+
+@dataclass(slots=True)
+class Matched:
+    """The jobs an action would touch (its preview): nothing was changed."""
+
+    states: dict[str, str]  # job id -> condor_q letter, in job order
+    owners: dict[str, str]  # job id -> Owner
+    not_found: list[str] = field(default_factory=list)  # asked for, not in the queue/scope

@@ -8,6 +8,7 @@ never crosses the pipe. Failures are translated into :mod:`bot.condor.errors` be
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -22,7 +23,16 @@ from bot.condor import states, submitdesc
 from bot.condor.backend import Backend
 from bot.condor.constraints import all_of, attr_equals
 from bot.condor.errors import CondorRefused, translate
-from bot.condor.models import ActionResult, Analysis, QueueRow, QueueSummary, SubmitOutcome
+from bot.condor.models import (
+    ActionResult,
+    Analysis,
+    Matched,
+    QueueRow,
+    QueueSummary,
+    SubmitOutcome,
+)
+
+log = logging.getLogger(__name__)
 
 # What each step of `condor q` reads.
 TOTALS_ATTRS = ["JobStatus", "TransferringInput", "TransferringOutput"]
@@ -199,6 +209,20 @@ def act(backend: Backend, action: str, constraint: str, requested: list[str] | N
     return result
 
 
+def match(backend: Backend, constraint: str, requested: list[str] | None) -> Matched:
+    """The jobs ``act`` would touch with the same constraint: the preview of hold/rm."""
+    found = Timer().query(backend, constraint, ["ClusterId", "ProcId", "Owner", *TOTALS_ATTRS],
+                          callback=lambda ad: (f"{ad['ClusterId']}.{ad['ProcId']}",
+                                               _letter(ad), str(_get(ad, "Owner", "?"))))
+    found.sort(key=lambda row: _job_sort(row[0]))
+    clusters = {job.split(".")[0] for job, _, _ in found}
+    present = {job for job, _, _ in found}
+    not_found = [job for job in requested or []
+                 if (job not in present if "." in job else job not in clusters)]
+    return Matched(states={job: letter for job, letter, _ in found},
+                   owners={job: owner for job, _, owner in found}, not_found=not_found)
+
+
 def _job_sort(job: str) -> tuple[int, int]:
     cluster, _, proc = job.partition(".")
     return int(cluster), int(proc or 0)
@@ -210,6 +234,14 @@ def submit(backend: Backend, name: str, text: str, attributes: dict[str, str],
     submitdesc.check_attributes(attributes, f"submit description {name}")
     parts = submitdesc.split(text, f"submit description {name}")
     submitdesc.check_initialdir(parts[-1], attributes, f"submit description {name}")
+    allowed = backend.spec.getenv_allow
+    parts, attributes, rewrites = submitdesc.restrict_description(parts, attributes, allowed)
+    for rewrite in rewrites:
+        if rewrite.worth_a_warning:
+            log.warning("submit description %s: getenv = %s submitted as getenv = %s%s "
+                        "(condor.pools.%s.getenv_allow)", name, rewrite.original.strip(),
+                        rewrite.value, f"; not allowed: {', '.join(rewrite.dropped)}"
+                        if rewrite.dropped else "", backend.spec.name)
     if refuse_if_present and batch:
         present = Timer().query(backend, all_of(scope, attr_equals("JobBatchName", batch)),
                                 ["ClusterId"], limit=1)
@@ -226,6 +258,7 @@ def submit(backend: Backend, name: str, text: str, attributes: dict[str, str],
             description = htcondor2.Submit(part)
             for key, value in attributes.items():
                 description[key] = value
+            _enforce_getenv(description, allowed)
             if batch and "batch_name" not in {k.lower() for k in description}:
                 description["batch_name"] = batch
             result = schedd.submit(description)
@@ -242,11 +275,26 @@ def submit(backend: Backend, name: str, text: str, attributes: dict[str, str],
     return SubmitOutcome(clusters=clusters, jobs=jobs, batch=batch, first_job=first)
 
 
+def _enforce_getenv(description: htcondor2.Submit, allowed: tuple[str, ...]) -> None:
+    """Last look at the object actually submitted: whatever spelling reached it, ``getenv``
+    names only allowed variables (the text and attributes were rewritten already)."""
+    for key in list(description):
+        if key.lower() in submitdesc.GETENV_KEYS:
+            description[key] = submitdesc.restrict_getenv(str(description[key]), allowed).value
+
+
 def fetch(backend: Backend, constraint: str, projection: list[str]) -> dict[str, float]:
     """The benchmark's floor: one projected query, timed, nothing else done with the ads."""
     started = time.perf_counter()
     ads = Timer().query(backend, constraint, projection)
     return {"count": len(ads), "seconds": time.perf_counter() - started}
+
+
+def ads(backend: Backend, constraint: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Diagnostics and tests: whole job ads (every attribute; expressions as text)."""
+    found = Timer().query(backend, constraint, [], limit=int(limit))
+    return [{key: str(value) if isinstance(value, (classad2.ExprTree, classad2.Value))
+             else value for key, value in ((k, ad[k]) for k in ad)} for ad in found]
 
 
 def ping(backend: Backend) -> dict[str, Any]:
@@ -270,5 +318,5 @@ def do_analyze(backend: Backend, constraint: str, job: str) -> Analysis:
 
 OPERATIONS: dict[str, Callable[..., Any]] = {
     "q": q, "count": count, "act": act, "submit": submit, "analyze": do_analyze,
-    "fetch": fetch, "ping": ping, "sleep": sleep, "crash": crash,
+    "fetch": fetch, "ads": ads, "match": match, "ping": ping, "sleep": sleep, "crash": crash,
 }

@@ -33,6 +33,7 @@ from bot.condor.errors import CondorConfigError, CondorError, CondorTimeout
 from bot.condor.models import (
     ActionResult,
     Analysis,
+    Matched,
     PoolSpec,
     QueueSummary,
     SubmitOutcome,
@@ -77,6 +78,7 @@ def pool_specs(config: CondorConfig) -> dict[str, PoolSpec]:
             schedd_address=pool.schedd_address,
             scope=validate(pool.scope, what=f"scope of pool {name}") if pool.scope else None,
             timeout=float(pool.timeout_seconds), environment=dict(pool.environment),
+            getenv_allow=tuple(pool.getenv_allow),
             demo_jobs=pool.demo_jobs, demo_seed=pool.demo_seed,
             demo_remove_delay=float(pool.demo_remove_delay_seconds),
         )
@@ -188,15 +190,7 @@ class CondorService:
                   caller: str = "shiftbot") -> ActionResult:
         """Hold, release or remove jobs (by id) or a whole batch, always within the scope."""
         spec = self.pool(pool)
-        if bool(jobs) == bool(batch):
-            raise CondorConfigError("name job ids or a batch, not both and not neither")
-        if jobs:
-            for job in jobs:
-                parse_jobid(job)
-            selector = jobs_constraint(jobs)
-        else:
-            assert batch is not None
-            selector = attr_equals("JobBatchName", batch)
+        selector = self._selector(jobs, batch)
         text = " ".join((reason or {"hold": "held", "release": "released",
                                      "remove": "removed"}[action]).split())[:MAX_REASON]
         result: ActionResult = await self.worker(spec.name).call("act", {
@@ -205,6 +199,26 @@ class CondorService:
             "reason": f"{text} (via shiftbot by {caller})", "subcode": SUBCODE,
         })
         return result
+
+    async def match(self, pool: str | None, *, jobs: list[str] | None = None,
+                    batch: str | None = None) -> Matched:
+        """The jobs :meth:`act` would touch now, within the scope (nothing is changed)."""
+        spec = self.pool(pool)
+        result: Matched = await self.worker(spec.name).call("match", {
+            "constraint": all_of(spec.scope, self._selector(jobs, batch)),
+            "requested": list(jobs or [])})
+        return result
+
+    @staticmethod
+    def _selector(jobs: list[str] | None, batch: str | None) -> str:
+        if bool(jobs) == bool(batch):
+            raise CondorConfigError("name job ids or a batch, not both and not neither")
+        if jobs:
+            for job in jobs:
+                parse_jobid(job)
+            return jobs_constraint(jobs)
+        assert batch is not None
+        return attr_equals("JobBatchName", batch)
 
     async def load_submit(self, spec: PoolSpec, name: str) -> SubmitSource:
         """A configured submit description, read from its file off the event loop."""
@@ -226,6 +240,9 @@ class CondorService:
             except OSError as exc:
                 raise CondorConfigError(f"submit description {name}: cannot read {path}: "
                                         f"{exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise CondorConfigError(f"submit description {name}: {path} is not "
+                                        "UTF-8 text") from None
         return SubmitSource(name, text, dict(description.attributes), description.batch_name)
 
     async def submit(self, pool: str | None, name: str) -> SubmitOutcome:

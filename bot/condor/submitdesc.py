@@ -1,14 +1,23 @@
-"""Submit descriptions with several ``queue`` statements (gwcelery.sub has nine).
+"""Submit descriptions: split per ``queue`` statement, and ``getenv`` restricted.
 
 ``htcondor2.Submit(text)`` keeps only what precedes the first ``queue`` and silently drops the
 rest, so :func:`split` cuts a description into one self-contained description per ``queue``
 statement, carrying the commands set so far (later assignments override earlier ones, as in
-condor_submit). Pure Python: no bindings needed.
+condor_submit).
+
+``getenv = true`` makes the submitting process (the worker) copy its whole environment into the
+job ad's ``Environment``, which every pool user can read with ``condor_q -l`` and the running
+job inherits. :func:`restrict_description` rewrites every ``getenv`` (in the text and in the
+configured ``attributes``) into an explicit list of the pool's ``getenv_allow`` names.
+Pure Python: no bindings needed.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from bot.condor.errors import CondorConfigError
 
@@ -81,3 +90,124 @@ def check_initialdir(text: str, attributes: dict[str, str],
         raise CondorConfigError(f"{name} has no initialdir: set it (attributes: initialdir: "
                                 "/path/to/deployment), or the jobs would run in shiftbot's "
                                 "own directory")
+
+
+# ------------------------------------------------------------------------- getenv policy
+
+# condor_submit's spellings of the command (keys are case-insensitive).
+GETENV_KEYS = frozenset({"getenv", "get_env"})
+# What an operator may mean by "copy everything". HTCondor itself reads only true/1 (any case)
+# as true and would take "yes" as the name of a variable; either way the intent is "the whole
+# environment", which is exactly what must not reach a job ad readable by every pool user.
+_TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
+_FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
+# condor_submit splits a getenv list on commas, semicolons and whitespace; '!' excludes.
+_ITEM_SEPARATORS = re.compile(r"[,;\s]+")
+_ITEM = re.compile(r"!?[A-Za-z0-9_*]+")
+
+
+@dataclass(frozen=True, slots=True)
+class GetenvRewrite:
+    """What :func:`restrict_getenv` made of one ``getenv`` value."""
+
+    original: str
+    value: str  # what is submitted instead
+    everything: bool = False  # the original asked for the whole environment (true, or only !X)
+    dropped: tuple[str, ...] = ()  # requested names (or globs, or unreadable text) not allowed
+
+    @property
+    def changed(self) -> bool:
+        return self.value.strip() != self.original.strip()
+
+    @property
+    def worth_a_warning(self) -> bool:
+        """The submitted value differs from what was asked, not just in spelling."""
+        return self.everything or bool(self.dropped)
+
+
+def restrict_getenv(value: str, allowed: Sequence[str]) -> GetenvRewrite:
+    """Turn a ``getenv`` value into an explicit list of ``allowed`` names (or ``false``).
+
+    HTCondor 10+ accepts ``true``, ``false`` or a list of names where ``*`` is a wildcard and
+    ``!NAME`` excludes (a list of exclusions only means "everything else"). Matching is
+    case-insensitive. Only exact names of the allow-list survive: a glob such as ``*TOKEN*``
+    is dropped even if it would match an allowed name, and anything that is not a plain list
+    (a macro, an expression) is dropped too, i.e. the rewrite fails closed.
+    """
+    text = value.split("#", 1)[0].strip()  # a trailing comment is not part of the value
+    lowered = text.lower()
+    if not text or (lowered in ("false", "0") and text == value.strip()):
+        return GetenvRewrite(value, value)  # what HTCondor itself reads as false
+    if lowered in _FALSE:
+        # HTCondor would read "no" or "false # comment" as a list of variable names.
+        return GetenvRewrite(value, "false")
+    by_lower = {name.lower(): name for name in allowed}
+    if lowered in _TRUE:
+        return GetenvRewrite(value, ", ".join(allowed) or "false", everything=True)
+    items = [item for item in _ITEM_SEPARATORS.split(text) if item]
+    if not all(_ITEM.fullmatch(item) for item in items):
+        return GetenvRewrite(value, "false", dropped=(text,))
+    wanted = [item for item in items if not item.startswith("!")]
+    excluded = [item[1:].lower() for item in items if item.startswith("!")]
+    everything = not wanted
+    kept: list[str] = list(allowed) if everything else []
+    dropped: list[str] = []
+    for item in wanted:
+        name = by_lower.get(item.lower())
+        if name is None:
+            dropped.append(item)
+        elif name not in kept:
+            kept.append(name)
+    kept = [name for name in kept
+            if not any(fnmatchcase(name.lower(), pattern) for pattern in excluded)]
+    return GetenvRewrite(value, ", ".join(kept) or "false", everything, tuple(dropped))
+
+
+def _rewrite_part(part: str, allowed: Sequence[str]) -> tuple[str, list[GetenvRewrite]]:
+    lines, rewrites = [], []
+    for line in part.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip().lower() in GETENV_KEYS:
+            rewrite = restrict_getenv(value, allowed)
+            if rewrite.changed:
+                rewrites.append(rewrite)
+                line = f"{key.strip()} = {rewrite.value}"
+        lines.append(line)
+    return "\n".join(lines) + "\n", rewrites
+
+
+def restrict_description(parts: list[str], attributes: dict[str, str],
+                         allowed: Sequence[str]) -> tuple[list[str], dict[str, str],
+                                                          list[GetenvRewrite]]:
+    """Apply :func:`restrict_getenv` to every split part and to the extra ``attributes``.
+
+    Every part carries the commands set before its ``queue``, so a ``getenv`` line appears in
+    each part after it and is rewritten in each.
+    """
+    rewrites: list[GetenvRewrite] = []
+    out_parts = []
+    for part in parts:
+        text, found = _rewrite_part(part, allowed)
+        out_parts.append(text)
+        rewrites += found
+    out_attributes = dict(attributes)
+    for key, value in attributes.items():
+        if key.lower() in GETENV_KEYS:
+            rewrite = restrict_getenv(value, allowed)
+            if rewrite.changed:
+                rewrites.append(rewrite)
+                out_attributes[key] = rewrite.value
+    return out_parts, out_attributes, rewrites
+
+
+def getenv_values(text: str, attributes: dict[str, str]) -> list[tuple[str, str]]:
+    """Every ``getenv`` command of a description as ``(where, value)``; where is ``text`` or
+    ``attributes.<key>`` (check-config names the key path with it)."""
+    found = []
+    for line in _logical_lines(text):
+        key, sep, value = line.partition("=")
+        if sep and key.strip().lower() in GETENV_KEYS:
+            found.append(("text", value))
+    found += [(f"attributes.{key}", value) for key, value in attributes.items()
+              if key.lower() in GETENV_KEYS]
+    return found

@@ -11,6 +11,19 @@ Protocol (stdin/stdout of ``python -m bot.condor.worker``, length-prefixed pickl
     parent -> worker   (request_id, operation, params)            (one at a time)
     worker -> parent   (request_id, True, result) | (request_id, False, CondorError)
 
+Environment (:func:`worker_environment`): the worker does NOT inherit the bot's environment,
+which holds the Slack and Mattermost tokens, signing and button secrets and any other API key.
+It gets only what HTCondor and Python need, taken from the bot's environment: ``PATH``,
+``HOME``, ``LANG``/``LANGUAGE``/``LC_*``, ``TZ``, ``TMPDIR``, ``LD_LIBRARY_PATH`` (a Python
+built against libraries outside the default path would not start without it), ``CONDOR_CONFIG``
+and ``_CONDOR_*``; then the pool's ``environment:`` section (``_CONDOR_*`` knobs,
+``CONDOR_CONFIG`` and the credential paths ``X509_USER_PROXY``, ``X509_CERT_DIR``,
+``BEARER_TOKEN_FILE``, which are never taken from the bot's environment); then what the worker
+itself needs (``PYTHONPATH`` with shiftbot first, ``PYTHONUNBUFFERED``, and a default
+``_CONDOR_QUERY_TIMEOUT``). What the worker has can reach a job ad: ``getenv`` in a submit
+description is restricted separately (:mod:`bot.condor.submitdesc`), and ``$ENV(NAME)`` in a
+description can only expand what is listed here.
+
 Parent side (:class:`WorkerClient`): spawned lazily and reused; one request in flight; every call
 has a deadline covering the wait for the worker, the spawn and the answer. On overrun (or if
 the caller is cancelled mid-call) the worker is killed and a new one is started in the
@@ -116,9 +129,25 @@ def main() -> None:
 # ------------------------------------------------------------------------- parent side
 
 
+# What the worker takes from the bot's environment; see the module docstring.
+INHERITED = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH",
+                       "CONDOR_CONFIG"})
+INHERITED_PREFIXES = ("LC_", "_CONDOR_")
+
+
+def _inherited(name: str) -> bool:
+    # HTCondor reads its knobs from _CONDOR_X and _condor_X alike.
+    return name in INHERITED or name.upper().startswith(INHERITED_PREFIXES)
+
+
 def worker_environment(spec: PoolSpec) -> dict[str, str]:
-    """The bot's environment plus the pool's ``_CONDOR_*`` settings."""
-    env = dict(os.environ)
+    """A minimal environment: HTCondor's and Python's needs, the pool's own settings.
+
+    Never ``dict(os.environ)``: the bot's environment holds the chat tokens and signing
+    secrets, and whatever the worker has can be copied into a job ad (``getenv``,
+    ``$ENV(...)`` in a submit description) that every user of the pool can read.
+    """
+    env = {name: value for name, value in os.environ.items() if _inherited(name)}
     env.update(spec.environment)
     # A silent collector would otherwise hold `analyze` for QUERY_TIMEOUT (60 s): give up
     # early enough to still answer with the job's own attributes within the deadline.

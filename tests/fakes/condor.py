@@ -21,7 +21,7 @@ from typing import Any
 from bot.condor.models import PoolSpec
 
 CONDOR_HANDLERS = ["handlers.builtin", "handlers.approvals", "handlers.audit", "sample_handlers",
-                   "handlers.condor"]
+                   "handlers.condor", "handlers.condor_actions"]
 
 GWCELERY_SCOPE = 'JobBatchName == "gwcelery" && Owner == "emfollow"'
 

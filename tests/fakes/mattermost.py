@@ -524,7 +524,13 @@ class FakeMattermost:
         ws_close_timeout: float = 2.0,
         outgoing_timeout: float = 30.0,
         server_version: str = SERVER_VERSION,
+        json_content_type: str = "application/json",
+        plain_errors: bool = False,
     ) -> None:
+        # Behind a proxy: JSON labelled e.g. "application/json; charset=utf-8", and errors as
+        # text/plain pages instead of AppError JSON.
+        self.json_content_type = json_content_type
+        self.plain_errors = plain_errors
         self.host = host
         self.port = port
         self.ping_interval = ping_interval
@@ -1076,8 +1082,8 @@ class FakeMattermost:
 
     # ------------------------------------------------------------------------ HTTP plumbing
 
-    def _headers(self, content_type: str = "application/json") -> dict[str, str]:
-        return {"Content-Type": content_type, "X-Request-Id": new_id(),
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        return {"Content-Type": content_type or self.json_content_type, "X-Request-Id": new_id(),
                 "X-Version-Id": self.version_id}
 
     def _json(self, data: Any, status: int = 200) -> web.Response:
@@ -1085,6 +1091,9 @@ class FakeMattermost:
                             headers=self._headers())
 
     def _error(self, status: int, error_id: str, message: str) -> web.Response:
+        if self.plain_errors:  # a proxy's own error page, not the server's AppError JSON
+            return web.Response(status=status, text=f"{status} {message}\n",
+                                headers=self._headers("text/plain; charset=utf-8"))
         headers = self._headers()
         payload = {"id": error_id, "message": message, "detailed_error": "",
                    "request_id": headers["X-Request-Id"], "status_code": status}

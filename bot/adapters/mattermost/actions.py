@@ -97,7 +97,8 @@ class ActionSigner:
             raise ForgedContext("unexpected context fields")
         fields = {k: v for k, v in context.items() if k != "s"}
         given = context.get("s", "")
-        if not hmac.compare_digest(self._mac(fields), given):
+        # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        if not hmac.compare_digest(self._mac(fields).encode(), _utf8(given)):
             raise ForgedContext("bad signature")
         if fields.get("v") != SIGNATURE_VERSION or fields.get("a") not in ACTIONS:
             raise ForgedContext("unknown version or action")
@@ -114,7 +115,13 @@ class ActionSigner:
 
     def _mac(self, fields: Mapping[str, str]) -> str:
         canonical = "\n".join(f"{k}={fields[k]}" for k in sorted(fields))
-        return hmac.new(self._key, canonical.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._key, _utf8(canonical), hashlib.sha256).hexdigest()
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8, but lone surrogates (JSON may carry ``"\\ud800"``) do not raise; other text
+    encodes exactly as with ``str.encode()``, so signatures are unchanged."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 @dataclass(frozen=True, slots=True)

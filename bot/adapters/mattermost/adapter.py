@@ -20,16 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter
 
+from bot.adapters.aliases import AliasTable
 from bot.adapters.clicks import ClickedMessages
 from bot.adapters.mattermost.actions import (
     ASK,
@@ -40,20 +40,30 @@ from bot.adapters.mattermost.actions import (
     SignedAction,
     derive_key,
 )
+from bot.adapters.mattermost.channels import resolve_aliases
 from bot.adapters.mattermost.inbound import (
     command_in,
     is_direct_channel,
     is_mattermost_id,
     slash_text,
 )
-from bot.adapters.mattermost.outbound import Outbox, Outgoing, Responder, Where, fit
+from bot.adapters.mattermost.outbound import (
+    Outbox,
+    Outgoing,
+    Responder,
+    Where,
+    confirm_question,
+    fit,
+)
 from bot.adapters.mattermost.rest import MattermostRest, describe, status_of, websocket_url
+from bot.adapters.mattermost.routes import click_body, command_form
 from bot.adapters.mattermost.websocket import Backoff, EventSocket
 from bot.commands import CommandSpec
 from bot.config import MattermostConfig, secret_value
 from bot.core import Bot, DecisionNotice, Outcome, OutcomeStatus
 from bot.dedupe import RecentKeys
 from bot.health import ComponentState
+from bot.http import Refused, clip
 from bot.identity import Inbound
 from bot.render import render_text
 from bot.reply import Choice, Reply, Visibility
@@ -114,11 +124,9 @@ class MattermostAdapter:
             verify_tls=config.verify_tls, on_ready=self._on_ready,
             on_reconnect=self._count_reconnect, clock=clock)
         self._command_tokens = [t.get_secret_value().encode() for t in config.command_tokens]
-        self._alias_by_id = {v: k for k, v in config.channels.items() if is_mattermost_id(v)}
-        self._alias_by_name = {v.lstrip("~#").lower(): k for k, v in config.channels.items()
-                               if not is_mattermost_id(v)}
-        self.channel_ids: dict[str, str] = {k: v for k, v in config.channels.items()
-                                            if is_mattermost_id(v)}
+        # Grants match channel ids only: aliases by name are resolved in the team at startup.
+        self.aliases = AliasTable("mattermost", config.channels, is_mattermost_id, bot.health)
+        self.channel_ids = self.aliases.ids  # alias -> id (kept current), for posting
         self.team_id = ""
         self._tasks = BackgroundTasks("Mattermost adapter")
         self._run_task: asyncio.Task[None] | None = None
@@ -186,12 +194,16 @@ class MattermostAdapter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if status_of(exc) == 401:
+                refused = status_of(exc) == 401
+                if refused:
                     self._problem = "the server refused the bot token (HTTP 401)"
                 else:
                     self._problem = f"login failed ({describe(exc)})"
+                # A refused token is a config error (ERROR, once); the server being away is
+                # a WARNING per retry, never a Sentry event each time.
+                level = logging.ERROR if refused and not backoff.failures else logging.WARNING
                 delay = backoff.next_delay()
-                log.error("Mattermost %s; retrying in %.1f s", self._problem, delay)
+                log.log(level, "Mattermost %s; retrying in %.1f s", self._problem, delay)
                 await asyncio.sleep(delay)
                 continue
             log.info("Mattermost: logged in as @%s (%s)", me["username"], me["id"])
@@ -206,19 +218,7 @@ class MattermostAdapter:
         except Exception as exc:
             log.warning("Mattermost team %r not found or not visible to the bot (%s)",
                         self.config.team, describe(exc))
-        for alias, value in self.config.channels.items():
-            if is_mattermost_id(value):
-                continue
-            name = value.lstrip("~#").lower()
-            try:
-                channel = await self.rest.retrying("channel lookup", functools.partial(
-                    self.rest.channel_by_name, self.config.team, name))
-            except Exception as exc:
-                log.warning("mattermost.channels.%s: channel %r not found in team %r (%s)",
-                            alias, name, self.config.team, describe(exc))
-                continue
-            self.channel_ids[alias] = channel["id"]
-            self._alias_by_id[channel["id"]] = alias
+        await resolve_aliases(self.rest, self.config.team, self.aliases)
         await self._resolve_people()
 
     async def _resolve_people(self) -> None:
@@ -306,7 +306,7 @@ class MattermostAdapter:
         where = Where(channel_id, user_id, root_id=root, is_direct=direct)
         inbound = Inbound(
             platform="mattermost", user_id=user_id, text=found.text, channel_id=channel_id,
-            channel_alias=None if direct else self.alias_for(channel_id, channel_name),
+            channel_alias=None if direct else self.alias_for(channel_id),
             user_name=str(data.get("sender_name") or "").lstrip("@") or None,
             thread_id=root or None, is_direct=direct)
         self._spawn(self._run_message(inbound, where), f"mattermost:{post_id}")
@@ -323,17 +323,8 @@ class MattermostAdapter:
     # ------------------------------------------------------------------ slash commands
 
     async def _on_command(self, request: web.Request) -> web.StreamResponse:
-        form: Mapping[str, Any] = await request.post() if request.method == "POST" \
-            else request.query
-        token = str(form.get("token") or "")
-        header = request.headers.get("Authorization", "")
-        if header[:6].lower() == "token ":
-            token = header[6:].strip() or token
-        if not self._command_token_ok(token):
-            self.bot.metrics.auth_failures.labels(source="mattermost").inc()
-            log.warning("refused a Mattermost slash command with a %s token (from %s)",
-                        "wrong" if token else "missing", request.remote)
-            return web.Response(status=401, text="invalid or missing command token\n")
+        # Verified, then parsed (routes.py); refusals are answered by bot.http's guard.
+        form = await command_form(request, self._command_tokens)
         user_id = str(form.get("user_id") or "")
         channel_id = str(form.get("channel_id") or "")
         if not user_id or not channel_id:
@@ -350,7 +341,7 @@ class MattermostAdapter:
                       responder=Responder(url) if url else None)
         inbound = Inbound(
             platform="mattermost", user_id=user_id, text=text, channel_id=channel_id,
-            channel_alias=None if direct else self.alias_for(channel_id, channel_name),
+            channel_alias=None if direct else self.alias_for(channel_id),
             user_name=str(form.get("user_name") or "") or None, thread_id=root or None,
             is_direct=direct)
         spec = self.bot.lookup(text)
@@ -370,13 +361,6 @@ class MattermostAdapter:
         return web.json_response({"response_type": "ephemeral",
                                   "text": self._working_text(spec)})
 
-    def _command_token_ok(self, token: str) -> bool:
-        given = token.encode()
-        ok = False
-        for expected in self._command_tokens:  # no early exit: constant time per token
-            ok |= hmac.compare_digest(expected, given)
-        return ok and bool(given)
-
     async def _answer_later(self, task: Awaitable[Outcome], where: Where, requester: str) -> None:
         outcome = await task
         await self._deliver(outcome.reply, where, requester=requester)
@@ -393,24 +377,17 @@ class MattermostAdapter:
     # ------------------------------------------------------------------ buttons
 
     async def _on_action(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            return web.json_response({"ephemeral_text": "Unreadable button request."},
-                                     status=400)
+        body = await click_body(request)  # bounded JSON; refusals answered by bot.http
         try:
             signed = self.signer.verify(body.get("context"))
         except ExpiredContext:
             return web.json_response({"ephemeral_text": "These buttons have expired; run the "
                                                         "command again."})
         except ForgedContext as exc:
-            self.bot.metrics.auth_failures.labels(source="mattermost").inc()
-            log.warning("refused a Mattermost button click with a forged context (%s) from %s "
-                        "as user %r", exc, request.remote, body.get("user_id"))
-            return web.json_response({"ephemeral_text": "This button is not valid."},
-                                     status=401)
+            raise Refused(401, "Mattermost button click with a forged context",
+                          f"{exc}; as user {clip(body.get('user_id'), 40)}",
+                          json_body={"ephemeral_text": "This button is not valid."},
+                          auth_source="mattermost") from None
         user_id = str(body.get("user_id") or "")
         channel_id = str(body.get("channel_id") or "")
         post_id = str(body.get("post_id") or "")
@@ -424,7 +401,7 @@ class MattermostAdapter:
             return web.json_response(self._second_step(signed, user_id))
         inbound = Inbound(
             platform="mattermost", user_id=user_id, text="", channel_id=channel_id,
-            channel_alias=None if direct else self.alias_for(channel_id, channel_name),
+            channel_alias=None if direct else self.alias_for(channel_id),
             user_name=user_name, thread_id=where.root_id or None, is_direct=direct)
         choice = Choice(signed.action)
         progress = _Progress(self, where, acked=True)
@@ -458,9 +435,8 @@ class MattermostAdapter:
         buttons = self._buttons()
         if buttons is None:
             return {"ephemeral_text": f"Type `confirm {signed.request_id}` to confirm."}
-        question = signed.question or f"Run request {signed.request_id} now?"
         return {"update": {
-            "message": f"**Confirm request {signed.request_id}?**\n{question}",
+            "message": confirm_question(signed.request_id, signed.question),
             "props": {"attachments": [buttons.second_step(signed)]}}}
 
     def _click_answer(self, outcome: Outcome, where: Where, who: str) -> dict[str, Any]:
@@ -506,13 +482,10 @@ class MattermostAdapter:
 
     # ------------------------------------------------------------------ outbound
 
-    def alias_for(self, channel_id: str | None, channel_name: str | None = None) -> str | None:
-        """The configured alias (``ops``) of a channel, by id or name."""
-        if channel_id and channel_id in self._alias_by_id:
-            return self._alias_by_id[channel_id]
-        if channel_name:
-            return self._alias_by_name.get(channel_name.lower())
-        return None
+    def alias_for(self, channel_id: str | None) -> str | None:
+        """The configured alias (``ops``) of a channel, by its id only: a request's
+        ``channel_name`` may name an ``ops`` of another team."""
+        return self.aliases.alias_for(channel_id)
 
     def _buttons(self) -> ButtonFactory | None:
         public = self.bot.config.bot.http.public_url

@@ -4,18 +4,23 @@ per-channel :class:`~bot.sender.ChannelSender` (order kept, 429/5xx retried, not
 A slash command's ``response_url`` (5 uses, 30 minutes) is preferred while it lasts: it works in
 channels the bot is not a member of. When it is used up, expired or refused, the same message
 goes through the posts API instead.
+
+Messages arrive rendered (``render_text(reply, "mattermost")``: user text escaped); a message
+that still holds marked user text (a progress note, a plain string) is resolved here, last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.adapters.mattermost.rest import HookRefused, MattermostRest
+from bot.markup import is_marked, resolve
 from bot.sender import ChannelSender
 
 log = logging.getLogger(__name__)
@@ -32,9 +37,39 @@ def fit(message: str) -> str:
     if len(message) <= MESSAGE_LIMIT:
         return message
     cut = message[: MESSAGE_LIMIT - len(TRUNCATED)]
-    if cut.count("```") % 2:  # do not leave a code block open
-        cut += "\n```"
+    fence = open_fence(cut)
+    if fence:  # do not leave a code block open: the note would be shown as code
+        cut += "\n" + fence
     return cut + TRUNCATED
+
+
+# CommonMark fences: up to three spaces, then three or more backticks; an opening fence's info
+# string has no backtick (so an inline code span starting a line is not one), a closing fence
+# is at least as long as the opening one, with nothing after it.
+_FENCE = re.compile(r" {0,3}(`{3,})([^`]*)")
+
+
+def open_fence(text: str) -> str | None:
+    """The fence of the code block left open at the end of ``text``, or None. Tables are fenced
+    longer than any backtick run in them, so counting "```" would be wrong."""
+    fence: str | None = None
+    for line in text.split("\n"):
+        match = _FENCE.fullmatch(line)
+        if match is None:
+            continue
+        run, rest = match.groups()
+        if fence is None:
+            fence = run
+        elif len(run) >= len(fence) and not rest.strip():
+            fence = None
+    return fence
+
+
+def confirm_question(request_id: str, question: str) -> str:
+    """The message shown after a first click on "Confirm…": the question (a button's signed
+    ``confirm_text``, which may hold marked user text) resolved for Mattermost."""
+    asked = resolve(question, "mattermost") if question else f"Run request {request_id} now?"
+    return f"**Confirm request {request_id}?**\n{asked}"
 
 
 @dataclass
@@ -122,6 +157,8 @@ class Outbox:
         await self.sender.close()
 
     async def _perform(self, _queue: str, item: Outgoing) -> dict[str, Any] | None:
+        if is_marked(item.message):  # marked user text that did not go through render_text
+            item.message = fit(resolve(item.message, "mattermost"))
         where = item.where
         responder = where.responder
         if item.kind != "patch" and responder is not None and responder.usable(item.hook_reserve):

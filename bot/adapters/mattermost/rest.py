@@ -98,11 +98,42 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}"[:200] if text else name
 
 
-def _json(value: Any) -> Any:
-    """The driver returns the raw response when Content-Type is not exactly application/json."""
-    if isinstance(value, httpx.Response):
-        return value.json()
-    return value
+class UnexpectedResponse(InvalidMattermostError):
+    """A success status whose body is not JSON (a proxy's page, a truncated answer)."""
+
+
+def json_body(response: httpx.Response, what: str) -> Any:
+    """The JSON of a successful answer, whatever parameters its Content-Type carries.
+
+    The driver's ``get`` returns the raw response unless the header is exactly
+    ``application/json`` (a proxy adding ``; charset=utf-8`` made ``login`` fail forever with a
+    TypeError), and its ``post``/``put`` call ``.json()`` on anything. Here every call gets the
+    response from ``make_request`` (which still maps error statuses to the driver's exceptions)
+    and decodes it: JSON is JSON whatever the label; anything else is a clear error.
+    """
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("Content-Type") or "no Content-Type"
+        snippet = " ".join(response.text[:120].split())
+        raise UnexpectedResponse(
+            f"Mattermost answered the {what} with {kind}, not JSON: {snippet!r}",
+            response.status_code) from None
+
+
+class _DriverErrorLines(logging.Filter):
+    """The driver logs each error answer's message at ERROR (a Sentry event each, a bad token
+    one per retry); the adapter logs the same failure with its context: keep it at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.funcName == "_check_response":
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_driver_log = logging.getLogger("mattermostautodriver.websocket")  # the driver's client logger
+if not any(isinstance(f, _DriverErrorLines) for f in _driver_log.filters):
+    _driver_log.addFilter(_DriverErrorLines())
 
 
 class MattermostRest:
@@ -158,25 +189,39 @@ class MattermostRest:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    async def request(self, what: str, method: str, endpoint: str, *, options: Any = None,
+                      params: dict[str, Any] | None = None) -> Any:
+        """One REST call (see :meth:`call`) and its JSON (see :func:`json_body`)."""
+        response = await self.call(what, lambda: self.driver.client.make_request(
+            method, endpoint, options=options, params=params))
+        return json_body(response, what)
+
     # ------------------------------------------------------------------ calls
 
     async def login(self) -> dict[str, Any]:
-        """``GET users/me``; remembers the bot's id and username."""
-        me = _json(await self.call("login", self.driver.login))
-        self.user_id, self.username = me["id"], me["username"]
+        """``GET users/me`` with the bot token; remembers the bot's id and username.
+
+        Not ``driver.login()``: it tests ``"id" in`` whatever ``get`` returned (a TypeError on
+        a raw response); the token is set on the client as it would do."""
+        self.driver.client.token = secret_value(self.config.token) or ""
+        me = await self.request("login", "get", "/api/v4/users/me")
+        if not isinstance(me, dict) or not me.get("id") or not me.get("username"):
+            raise UnexpectedResponse(f"Mattermost answered the login with {str(me)[:120]!r}",
+                                     200)
+        self.user_id, self.username = str(me["id"]), str(me["username"])
+        self.driver.client.userid, self.driver.client.username = self.user_id, self.username
         return me
 
     async def team(self, name: str) -> dict[str, Any]:
-        return _json(await self.call("team lookup", lambda: self.driver.client.get(
-            f"/api/v4/teams/name/{name}")))
+        return await self.request("team lookup", "get", f"/api/v4/teams/name/{name}")
 
     async def channel_by_name(self, team: str, name: str) -> dict[str, Any]:
-        return _json(await self.call("channel lookup", lambda: self.driver.client.get(
-            f"/api/v4/teams/name/{team}/channels/name/{name}")))
+        return await self.request("channel lookup", "get",
+                                  f"/api/v4/teams/name/{team}/channels/name/{name}")
 
     async def users_by_usernames(self, names: list[str]) -> list[dict[str, Any]]:
-        return _json(await self.call("user lookup", lambda: self.driver.client.post(
-            "/api/v4/users/usernames", options=names)))
+        return await self.request("user lookup", "post", "/api/v4/users/usernames",
+                                  options=names)
 
     async def create_post(self, channel_id: str, message: str, *, root_id: str = "",
                           props: dict[str, Any] | None = None,
@@ -189,16 +234,15 @@ class MattermostRest:
             body["root_id"] = root_id
         if props:
             body["props"] = props
-        return _json(await self.call("post", lambda: self.driver.client.post(
-            "/api/v4/posts", options=body)))
+        return await self.request("post", "post", "/api/v4/posts", options=body)
 
     async def create_ephemeral(self, user_id: str, channel_id: str, message: str, *,
                                root_id: str = "") -> dict[str, Any]:
         post: dict[str, Any] = {"channel_id": channel_id, "message": message}
         if root_id:
             post["root_id"] = root_id
-        return _json(await self.call("ephemeral post", lambda: self.driver.client.post(
-            "/api/v4/posts/ephemeral", options={"user_id": user_id, "post": post})))
+        return await self.request("ephemeral post", "post", "/api/v4/posts/ephemeral",
+                                  options={"user_id": user_id, "post": post})
 
     async def patch_post(self, post_id: str, *, message: str,
                          props: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -206,8 +250,8 @@ class MattermostRest:
         body: dict[str, Any] = {"message": message}
         if props is not None:
             body["props"] = props
-        return _json(await self.call("post update", lambda: self.driver.client.put(
-            f"/api/v4/posts/{post_id}/patch", options=body)))
+        return await self.request("post update", "put", f"/api/v4/posts/{post_id}/patch",
+                                  options=body)
 
     async def post_to_hook(self, url: str, payload: dict[str, Any]) -> None:
         """POST a command response to a ``response_url``; raises for non-2xx answers."""
@@ -225,17 +269,17 @@ class MattermostRest:
 
     async def list_commands(self, team_id: str) -> list[dict[str, Any]]:
         # custom_only=True: without it the server blanks the tokens.
-        return _json(await self.call("command list", lambda: self.driver.client.get(
-            "/api/v4/commands", params={"team_id": team_id, "custom_only": "true"})))
+        return await self.request("command list", "get", "/api/v4/commands",
+                                  params={"team_id": team_id, "custom_only": "true"})
 
     async def create_command(self, command: dict[str, Any]) -> dict[str, Any]:
         # The driver's create_command() sends only four fields; post the whole command.
-        return _json(await self.call("command create", lambda: self.driver.client.post(
-            "/api/v4/commands", options=command)))
+        return await self.request("command create", "post", "/api/v4/commands",
+                                  options=command)
 
     async def update_command(self, command: dict[str, Any]) -> dict[str, Any]:
-        return _json(await self.call("command update", lambda: self.driver.client.put(
-            f"/api/v4/commands/{command['id']}", options=command)))
+        return await self.request("command update", "put",
+                                  f"/api/v4/commands/{command['id']}", options=command)
 
     def pending_id(self) -> str:
         """A client-side post id (``<user id>:<random>``, as the web app makes them)."""

@@ -29,7 +29,6 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -41,8 +40,9 @@ from bot.adapters.clicks import ClickedMessages
 from bot.adapters.slack import blocks
 from bot.adapters.slack.channels import ChannelDirectory
 from bot.adapters.slack.inbound import clean_text
-from bot.adapters.slack.liveness import SocketWatchdog
+from bot.adapters.slack.liveness import SocketWatchdog, socket_logger
 from bot.adapters.slack.outbound import RESPONSE_URL, Outbox, Post, Responder
+from bot.adapters.slack.verify import SlackSignature
 from bot.commands import CommandSpec
 from bot.config import SlackConfig, secret_value
 from bot.core import Bot, DecisionNotice, Outcome, OutcomeStatus
@@ -155,7 +155,7 @@ class SlackAdapter:
                                      logger=log, retry_handlers=[])
         self.outbox = Outbox(self.poster, None, config.request_timeout_seconds)
         self.channels = ChannelDirectory(self.api, config.channels,
-                                         ttl=config.channel_cache_seconds)
+                                         ttl=config.channel_cache_seconds, health=bot.health)
         # Slack retries deliveries it thinks were not acknowledged: run each once.
         self.seen = RecentKeys(ttl=600, max_items=10_000)
         self.identity: dict[str, Any] | None = None  # auth.test answer
@@ -182,6 +182,7 @@ class SlackAdapter:
             if not secret_value(config.signing_secret):
                 # bolt would check signatures against an empty secret: refuse to start
                 raise RuntimeError("Slack http mode needs slack.signing_secret")
+            self.signature = SlackSignature(secret_value(config.signing_secret) or "")
             if bot.http is None:
                 raise RuntimeError("Slack http mode needs the bot's HTTP server (attach_http)")
             bot.http.add_route("POST", config.events_path, self.handle_http)
@@ -196,6 +197,7 @@ class SlackAdapter:
         self.poster.session = self._session
         self.outbox.session = self._session
         self._identity_task = self._spawn(self._fetch_identity())
+        self.channels.start()  # aliases by name -> ids, in the background
         if not self._listening:
             self.bot.add_decision_listener(self._on_decision)
             self._listening = True
@@ -205,9 +207,10 @@ class SlackAdapter:
             app_token = secret_value(self.config.app_token)
             if not app_token:
                 raise RuntimeError("Slack socket mode needs slack.app_token (xapp-...)")
+            interval = self.config.ping_interval_seconds  # also slack_sdk's retry delay
             self.handler = AsyncSocketModeHandler(
-                self.app, app_token, web_client=self.api, logger=log,
-                ping_interval=self.config.ping_interval_seconds)
+                self.app, app_token, web_client=self.api, logger=socket_logger(interval),
+                ping_interval=interval)
             self.watchdog = SocketWatchdog(
                 self.handler.client, ping_interval=self.config.ping_interval_seconds,
                 unhealthy_after=self.config.unhealthy_after_seconds)
@@ -235,6 +238,7 @@ class SlackAdapter:
             except Exception as exc:
                 log.warning("closing the Slack socket failed: %s", exc)
         await self._tasks.close(SHUTDOWN_WAIT)
+        await self.channels.close()
         await self.outbox.close(SHUTDOWN_WAIT)
         if self._session is not None:
             await self._session.close()
@@ -276,20 +280,10 @@ class SlackAdapter:
     # ------------------------------------------------------------------ HTTP mode
 
     async def handle_http(self, request: web.Request) -> web.StreamResponse:
-        """``POST /slack/events``: bolt verifies the signature (401 is counted) and dispatches."""
-        body = await request.text()
-        try:
-            bolt_request = AsyncBoltRequest(body=body, query=request.query_string,
-                                            headers=request.headers)  # type: ignore[arg-type]
-        except Exception:
-            log.warning("unparsable Slack request refused")
-            return web.Response(status=400, text="bad request")
-        try:
-            response = await self.app.async_dispatch(bolt_request)
-        except Exception:
-            log.exception("Slack request failed inside bolt")
-            return web.Response(status=500, text="internal error")
-        if response.status == 401:
+        """``POST /slack/events``: verified before it is parsed (``verify.py``), dispatched by
+        bolt; refusals and failures are answered and logged by ``bot.http``'s guard."""
+        response = await self.app.async_dispatch(await self.signature.bolt_request(request))
+        if response.status == 401:  # bolt checks too (defence in depth)
             self.bot.metrics.auth_failures.labels(source="slack").inc()
         return await to_aiohttp_response(response)
 
@@ -357,7 +351,7 @@ class SlackAdapter:
         channel_id = str(body.get("channel_id") or "")
         channel_name = body.get("channel_name")
         is_direct = channel_name == "directmessage" or channel_id.startswith("D")
-        alias = await self.channels.alias_for(channel_id, channel_name)
+        alias = await self.channels.alias_for(channel_id)  # by id: never the request's name
         return Inbound(platform="slack", user_id=str(body.get("user_id") or ""),
                        text=text or "help", channel_id=channel_id or None, channel_alias=alias,
                        user_name=body.get("user_name"), is_direct=is_direct)

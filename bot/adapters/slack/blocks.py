@@ -1,15 +1,18 @@
 """Reply -> Slack message (mrkdwn text + Block Kit), and button ids back to decisions.
 
 Pure functions: no I/O. The text comes from :func:`bot.render.render_text` (the table in a code
-block); it is escaped for mrkdwn, split into section blocks under Slack's 3,000-character limit
-(code blocks are closed and reopened across a split) and capped so a message stays far below
-Slack's 50 blocks / 40,000 characters.
+block), already mrkdwn with ``&<>`` escaped and user text made inert (``bot/markup.py``); it is
+split into section blocks under Slack's 3,000-character limit (code blocks are closed and
+reopened across a split) and capped so a message stays far below Slack's 50 blocks / 40,000
+characters. Text objects are ``verbatim``: Slack does not turn bare URLs, channel names or
+``@here`` into links and mentions.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from bot.markup import plain, resolve, slack_escape
 from bot.render import render_text
 from bot.reply import Action, Choice, Level, Reply
 
@@ -25,12 +28,17 @@ LEVEL_EMOJI = {Level.WARNING: ":warning:", Level.ERROR: ":x:", Level.DENIED: ":n
 
 def escape(text: str) -> str:
     """Escape the three characters mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return slack_escape(text)
+
+
+def mrkdwn(text: str) -> dict[str, Any]:
+    """A mrkdwn text object Slack shows as written (no automatic links or mentions)."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
 def reply_text(reply: Reply) -> str:
     """The whole reply as escaped mrkdwn (level emoji, title, text, fields, table)."""
-    text = escape(render_text(reply, "slack"))
+    text = render_text(reply, "slack")
     emoji = LEVEL_EMOJI.get(reply.level)
     return f"{emoji} {text}" if emoji and text else text
 
@@ -79,15 +87,15 @@ def button(action: Action) -> dict[str, Any]:
         "type": "button",
         "action_id": ACTION_PREFIX + action.choice.value,
         "value": action.request_id,
-        "text": {"type": "plain_text", "text": action.label[:75], "emoji": True},
+        "text": {"type": "plain_text", "text": plain(action.label)[:75], "emoji": True},
     }
     if action.style in ("primary", "danger"):
         element["style"] = action.style
     if action.confirm_text:
         element["confirm"] = {
             "title": {"type": "plain_text", "text": "Are you sure?"},
-            "text": {"type": "mrkdwn", "text": escape(action.confirm_text)[:300]},
-            "confirm": {"type": "plain_text", "text": action.label[:30]},
+            "text": mrkdwn(_cut(resolve(action.confirm_text, "slack"), 300)),
+            "confirm": {"type": "plain_text", "text": plain(action.label)[:30]},
             "deny": {"type": "plain_text", "text": "Back"},
             "style": "danger" if action.style == "danger" else "primary",
         }
@@ -98,14 +106,26 @@ def message(reply: Reply, *, with_actions: bool = True) -> dict[str, Any]:
     """``{"text", "blocks"}`` for chat.postMessage, response_url or an ack."""
     text = reply_text(reply)
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": chunk}}
-        for chunk in split_sections(text)
+        {"type": "section", "text": mrkdwn(chunk)} for chunk in split_sections(text)
     ]
     if with_actions and reply.actions:
         request = reply.actions[0].request_id
         blocks.append({"type": "actions", "block_id": f"{ACTION_PREFIX}{request}"[:255],
                        "elements": [button(a) for a in reply.actions]})
     return {"text": fallback(text), "blocks": blocks}
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, never ending inside an entity or a code span."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 4]
+    amp = cut.rfind("&")
+    if amp > cut.rfind(";"):
+        cut = cut[:amp]
+    if cut.count("`") % 2:
+        cut = cut[: cut.rfind("`")]
+    return cut.rstrip() + " ..."
 
 
 def fallback(text: str, limit: int = FALLBACK_LIMIT) -> str:

@@ -1,31 +1,43 @@
-"""Channel aliases (``ops``, ``alerts``) <-> Slack channel ids, resolved lazily and cached.
+"""Channel aliases (``ops``, ``alerts``) <-> Slack channel ids.
 
-Nothing is looked up at startup, so a bot in a workspace with thousands of channels does not
-page through ``conversations.list`` (and hit its rate limit) every time it starts:
+Grants limited to channels match channel *ids* only (see :mod:`bot.adapters.aliases`): neither
+a slash command's ``channel_name`` nor a channel's current name is ever turned into an alias,
+so a channel renamed to ``#shifters``, or a ``#shifters`` in another workspace of an Enterprise
+Grid org, does not inherit the grants of the channel the alias meant.
 
-* an alias configured by id (``C0123456789``) needs no lookup at all;
-* an inbound message from an unknown channel id costs one ``conversations.info`` (slash
-  commands carry the channel name and cost nothing), cached for ``ttl`` seconds;
-* posting to an alias configured by name pages ``conversations.list`` once, stopping at the
-  page that has it, and caches the id.
+* An alias configured by id (``C0123456789``) needs no lookup at all.
+* Aliases configured by name are resolved name -> id by paging ``conversations.list`` (1000 a
+  page, stopping at the page that has the last of them): when the adapter starts (in the
+  background, so a big workspace does not delay it), again after ``ttl`` seconds (a renamed or
+  re-created channel), and, while an alias is unresolved, when a message comes from a channel
+  that is no alias (the bot may have been invited since), at most every ``NEGATIVE_TTL``
+  seconds. A message that arrives while such a paging runs waits for it (``LOOKUP_TIMEOUT``).
+* Posting to a ``#name`` that is no alias pages the same way once and caches the id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters.aliases import PENDING, AliasTable
+
+if TYPE_CHECKING:
+    from bot.health import Health
 
 log = logging.getLogger(__name__)
 
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
-NEGATIVE_TTL = 300.0  # an id that is no configured channel is asked about again after this
-LOOKUP_TIMEOUT = 2.0  # an inbound command never waits longer than this for a channel name
+NEGATIVE_TTL = 300.0  # an alias name not found is looked for again after this (on demand)
+FAILURE_RETRY = 30.0  # a failed paging is tried again after this (on demand)
+LOOKUP_TIMEOUT = 2.0  # an inbound command never waits longer than this for a paging
 LIST_PAGE = 1000
 
 
@@ -37,81 +49,110 @@ class ChannelDirectory:
     """Maps configured aliases to channel ids and back (``slack.channels``)."""
 
     def __init__(self, client: AsyncWebClient, aliases: dict[str, str], *, ttl: float = 3600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 health: Health | None = None) -> None:
         self.client = client
         self.ttl = ttl
         self.clock = clock
         self.aliases = dict(aliases)
-        self._alias_by_id: dict[str, str] = {}  # permanent: configured by id
-        self._name_alias: dict[str, str] = {}  # channel name -> alias (configured by name)
-        for alias, value in aliases.items():
-            if is_channel_id(value):
-                self._alias_by_id[value] = alias
-            else:
-                self._name_alias[value.lstrip("#").lower()] = alias
-        self._learnt: dict[str, tuple[str | None, float]] = {}  # id -> (alias|None, expiry)
-        self._name_ids: dict[str, tuple[str, float]] = {}  # name -> (id, expiry)
+        self.table = AliasTable("slack", aliases, is_channel_id, health)
+        self._name_ids: dict[str, tuple[str, float]] = {}  # any name -> (id, expiry)
         self._list_lock = asyncio.Lock()
-        self._inflight: dict[str, asyncio.Future[str | None]] = {}
-        self.lookups = 0  # API calls made (tests and the docs' claim "lazily")
+        self._refresh: asyncio.Future[None] | None = None  # the alias paging under way
+        self._attempted_at: float | None = None
+        self._resolved_at: float | None = None  # the last alias paging that got an answer
+        self._failed = False
+        self.lookups = 0  # API calls made (tests, and the docs' claims)
 
-    async def alias_for(self, channel_id: str | None,
-                        channel_name: str | None = None) -> str | None:
-        """The alias of the channel a message came from, or None."""
-        if not channel_id:
-            return None
-        alias = self._alias_by_id.get(channel_id)
-        if alias is not None or not self._name_alias:
+    def start(self) -> None:
+        """Resolve the aliases configured by name now, in the background (call in the loop)."""
+        if self.table.names:
+            self._refresh_soon()
+
+    async def close(self) -> None:
+        refresh, self._refresh = self._refresh, None
+        if refresh is not None:
+            refresh.cancel()
+            await asyncio.gather(refresh, return_exceptions=True)
+
+    async def alias_for(self, channel_id: str | None) -> str | None:
+        """The alias of the channel a message came from (by its id only), or None."""
+        alias = self.table.alias_for(channel_id)
+        if not channel_id or not self.table.names:
             return alias
-        now = self.clock()
-        if channel_name and channel_name not in ("directmessage", "privategroup"):
-            return self._learn(channel_id, channel_name, now)  # slash commands carry the name
-        learnt = self._learnt.get(channel_id)
-        if learnt is not None and learnt[1] > now:
-            return learnt[0]
-        if channel_id.startswith("D"):
-            return None  # a DM is never a configured channel
-        pending = self._inflight.get(channel_id)
-        if pending is None:  # one lookup per channel, however many messages wait for it
-            pending = asyncio.ensure_future(self._lookup(channel_id))
-            self._inflight[channel_id] = pending
-            pending.add_done_callback(lambda _: self._inflight.pop(channel_id, None))
-        return await asyncio.shield(pending)
-
-    async def _lookup(self, channel_id: str) -> str | None:
-        self.lookups += 1
-        try:
-            async with asyncio.timeout(LOOKUP_TIMEOUT):
-                info = await self.client.conversations_info(channel=channel_id)
-        except Exception as exc:
-            log.warning("conversations.info %s failed (%s); treating it as no alias for now",
-                        channel_id, exc)
-            self._learnt[channel_id] = (None, self.clock() + 30.0)
-            return None
-        return self._learn(channel_id, str(info["channel"].get("name") or ""), self.clock())
-
-    def _learn(self, channel_id: str, name: str, now: float) -> str | None:
-        alias = self._name_alias.get(name.lower())
-        self._learnt[channel_id] = (alias, now + (self.ttl if alias else NEGATIVE_TTL))
-        if alias is not None:
-            self._name_ids[name.lower()] = (channel_id, now + self.ttl)
+        if self._due():
+            self._refresh_soon()  # meanwhile the ids known so far answer
+        refresh = self._refresh
+        if alias is None and refresh is not None and self.table.unresolved \
+                and not channel_id.startswith("D"):  # a DM is never a configured channel
+            with contextlib.suppress(TimeoutError):  # the paging under way may find it
+                await asyncio.wait_for(asyncio.shield(refresh), LOOKUP_TIMEOUT)
+            alias = self.table.alias_for(channel_id)
         return alias
+
+    def _due(self) -> bool:
+        if self._refresh is not None:
+            return False
+        if self._attempted_at is None:
+            return True
+        now = self.clock()
+        if self._failed:
+            return now - self._attempted_at >= FAILURE_RETRY
+        if self.table.unresolved:
+            return now - self._attempted_at >= NEGATIVE_TTL
+        return self._resolved_at is not None and now - self._resolved_at >= self.ttl
+
+    def _refresh_soon(self) -> None:
+        if self._refresh is not None:
+            return
+        refresh = asyncio.ensure_future(self._resolve_aliases())
+        self._refresh = refresh
+
+        def done(_: asyncio.Future[None]) -> None:
+            if self._refresh is refresh:
+                self._refresh = None
+
+        refresh.add_done_callback(done)
+
+    async def _resolve_aliases(self) -> None:
+        self._attempted_at = self.clock()
+        try:
+            found = await self._scan(set(self.table.names.values()))
+        except Exception as exc:
+            self._failed = True
+            log.warning("Slack conversations.list failed (%s); retrying in %.0f s when a "
+                        "channel alias is needed", exc, FAILURE_RETRY)
+            for alias, why in list(self.table.unresolved.items()):
+                if why == PENDING:  # resolved ones keep their id: ids do not change
+                    self.table.fail(alias, f"conversations.list failed: {exc}")
+            return
+        self._failed = False
+        self._resolved_at = self.clock()
+        for alias, name in self.table.names.items():
+            if name in found:
+                self.table.bind(alias, found[name])
+            else:
+                self.table.fail(alias, f"no Slack channel named #{name} the bot can see "
+                                       "(archived, private without the bot, or misspelt?)")
 
     async def resolve(self, target: str) -> str:
         """A channel id for an alias, a ``#name`` or an id (LookupError when unknown)."""
         value = self.aliases.get(target, target)
         if is_channel_id(value):
             return value
+        if target in self.table.names:
+            if self._due():
+                self._refresh_soon()
+            refresh = self._refresh
+            if target not in self.table.ids and refresh is not None:
+                await asyncio.shield(refresh)
+            channel_id = self.table.ids.get(target)
+            if channel_id is None:
+                raise LookupError(f"slack.channels.{target}: "
+                                  f"{self.table.unresolved.get(target, PENDING)}")
+            return channel_id
         name = value.lstrip("#").lower()
-        found = self._cached_id(name)
-        if found:
-            return found
-        async with self._list_lock:  # one paging at a time; waiters then find it cached
-            found = self._cached_id(name)
-            if found:
-                return found
-            await self._scan({name} | {n for n in self._name_alias if not self._cached_id(n)})
-        found = self._cached_id(name)
+        found = self._cached_id(name) or (await self._scan({name}, cached_ok=True)).get(name)
         if not found:
             raise LookupError(f"no Slack channel named #{name} (archived, private without the "
                               "bot, or misspelt?)")
@@ -121,26 +162,27 @@ class ChannelDirectory:
         entry = self._name_ids.get(name)
         return entry[0] if entry and entry[1] > self.clock() else None
 
-    async def _scan(self, wanted: set[str]) -> None:
-        """Page conversations.list until every wanted name is found (or the list ends)."""
-        cursor: str | None = None
-        missing = set(wanted)
-        while missing:
-            kwargs: dict[str, Any] = {"types": "public_channel,private_channel",
-                                      "exclude_archived": True, "limit": LIST_PAGE}
-            if cursor:
-                kwargs["cursor"] = cursor
-            self.lookups += 1
-            page = await self.client.conversations_list(**kwargs)
-            now = self.clock()
-            for channel in page.get("channels") or []:
-                name = str(channel.get("name") or "").lower()
-                if name in missing:
-                    self._name_ids[name] = (channel["id"], now + self.ttl)
-                    alias = self._name_alias.get(name)
-                    if alias is not None:
-                        self._learnt[channel["id"]] = (alias, now + self.ttl)
-                    missing.discard(name)
-            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-            if not cursor:
-                break
+    async def _scan(self, wanted: set[str], *, cached_ok: bool = False) -> dict[str, str]:
+        """Page conversations.list until every wanted name is found (or the list ends).
+        ``cached_ok``: names found by a paging that ran meanwhile need no other."""
+        async with self._list_lock:  # one paging at a time (rate limits)
+            found = {name: cached for name in wanted
+                     if cached_ok and (cached := self._cached_id(name))}
+            cursor: str | None = None
+            while len(found) < len(wanted):
+                kwargs: dict[str, Any] = {"types": "public_channel,private_channel",
+                                          "exclude_archived": True, "limit": LIST_PAGE}
+                if cursor:
+                    kwargs["cursor"] = cursor
+                self.lookups += 1
+                page = await self.client.conversations_list(**kwargs)
+                expiry = self.clock() + self.ttl
+                for channel in page.get("channels") or []:
+                    name = str(channel.get("name") or "").lower()
+                    if name in wanted:
+                        found[name] = str(channel["id"])
+                        self._name_ids[name] = (found[name], expiry)
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+            return found

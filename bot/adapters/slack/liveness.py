@@ -6,19 +6,85 @@ closed session and when its pings go unanswered for 4 ping intervals. Field repo
 judges the connection by what it *hears* (any frame, or a pong) and, when nothing was heard for
 ``3 x ping_interval``, forces a new connection itself. ``/healthz`` turns unhealthy after
 ``unhealthy_after`` seconds without a working connection.
+
+While Slack is unreachable, slack_sdk logs every failed attempt at ERROR with a full traceback
+(and Sentry makes each an event): :func:`socket_logger` gives the client a logger that turns
+those into one WARNING line per attempt, with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
 from bot.health import ComponentState
 
 log = logging.getLogger(__name__)
+
+# What slack_sdk's Socket Mode client logs at ERROR when a (re)connection attempt fails.
+_CONNECT_FAILED = "Failed to connect"
+_URL_FAILED = "Failed to retrieve WSS URL"  # followed by one of the others: dropped
+_RECONNECT_FAILED = ("Failed to check the current session", "Failed to close the old session")
+# The reader of a socket that went away retries every ping interval until it is replaced.
+_READ_FAILED = re.compile(r"Failed to receive or enqueue a message: \w*(Connection|Disconnect)")
+
+
+_AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "account_inactive"})
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError):
+        error = exc.response.get("error") if hasattr(exc.response, "get") else None
+        return f"Slack answered {error or exc.response.status_code}"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+class QuietReconnects(logging.Filter):
+    """slack_sdk's failed-connection lines -> one WARNING with the reason, no traceback."""
+
+    def __init__(self, retry_in: float) -> None:
+        super().__init__()
+        self.retry_in = retry_in
+        self.auth_reported = False  # a refused app token is an ERROR once, then warnings
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or not isinstance(record.msg, str):
+            return True
+        if record.msg.startswith(_URL_FAILED):
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.msg.startswith(_CONNECT_FAILED) and exc is not None:
+            message, args = "Slack Socket Mode connection failed (%s); retrying in %.1f s", (
+                _reason(exc), self.retry_in)
+        elif record.msg.startswith(_RECONNECT_FAILED) or _READ_FAILED.match(record.msg):
+            message, args = "Slack Socket Mode connection trouble: %s", (
+                " ".join(record.getMessage().split())[:300],)
+        else:
+            return True  # anything else (a failing listener, ...) stays an error
+        level = logging.WARNING
+        if (isinstance(exc, SlackApiError) and not self.auth_reported
+                and _reason(exc).removeprefix("Slack answered ") in _AUTH_ERRORS):
+            level, self.auth_reported = logging.ERROR, True  # check slack.app_token
+        record.msg, record.args = message, args
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def socket_logger(retry_in: float) -> logging.Logger:
+    """The logger for the ``SocketModeClient`` (which retries every ``ping_interval``)."""
+    logger = logging.getLogger(f"{__name__}.sdk")
+    for old in [f for f in logger.filters if isinstance(f, QuietReconnects)]:
+        logger.removeFilter(old)  # one adapter per process: the latest one's interval
+    logger.addFilter(QuietReconnects(retry_in))
+    return logger
 
 
 class SocketWatchdog:
@@ -107,12 +173,19 @@ class SocketWatchdog:
             self._bad_since = now
             return
         busy = self._reconnect is not None and not self._reconnect.done()
-        if now - self._bad_since >= self.dead_after and not busy and not self.client.closed:
+        if (now - self._bad_since >= self.dead_after and not busy and not self.client.closed
+                and not self._sdk_connecting()):
             log.warning("Slack socket silent or closed for %.1f s; forcing a reconnect",
                         now - self._bad_since)
             self.forced_reconnects += 1
             self._bad_since = now  # give the new connection a full window
             self._reconnect = asyncio.create_task(self._force(), name="slack-socket-reconnect")
+
+    def _sdk_connecting(self) -> bool:
+        """slack_sdk is connecting on its own (its first connection, or a reconnect under its
+        lock): forcing now would run a second retry loop beside it, logging twice as much."""
+        lock = getattr(self.client, "connect_operation_lock", None)
+        return self.client.current_session is None or (lock is not None and lock.locked())
 
     async def _force(self) -> None:
         try:
