@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import secrets
 import time
 from dataclasses import replace
@@ -23,6 +24,9 @@ from bot.db import Database
 from bot.health import Health
 from bot.helptext import usage_reply
 from bot.identity import Caller, Directory, Inbound
+from bot.messaging.actions import ID_PATTERN, ActionStore
+from bot.messaging.claims import Claims
+from bot.messaging.port import Platform
 from bot.metrics import Metrics
 from bot.outcome import (
     INTERNAL_ERROR,
@@ -48,6 +52,8 @@ from bot.tasks import BackgroundTasks, with_deadline
 
 log = logging.getLogger(__name__)
 
+ACTION_ID = re.compile(ID_PATTERN)
+
 __all__ = ["INTERNAL_ERROR", "Bot", "DecisionListener", "DecisionNotice", "Outcome",
            "OutcomeStatus", "PlanFailed", "status_of"]
 
@@ -61,11 +67,16 @@ class Bot(RequestFlow):
         self.gate = Gate(config, self.directory)
         self.audit = AuditLog(database)
         self.requests = RequestStore(database)
+        self.actions = ActionStore(database)  # command buttons: id -> command line
+        self.claims = Claims(database)  # replica-safe: inbound deliveries, job runs, sends
         self.metrics = Metrics()
         self.health = Health()
         self.renderer = Renderer(self._template_dirs(), config.bot.max_table_rows)
         self.services: dict[str, Any] = {}  # handler modules keep their clients here
         self.adapters: dict[str, Any] = {}
+        # Adapters that can speak first (bot.messaging.port.Platform), by platform name; each
+        # adapter adds itself when it starts. The notice deliverer sends through these only.
+        self.platforms: dict[str, Platform] = {}
         self.http: Any = None  # bot.http.HttpServer, attached by the runtime when serving
         self._started_modules: list[Any] = []
         self._decision_listeners: list[DecisionListener] = []
@@ -141,6 +152,25 @@ class Bot(RequestFlow):
                           inbound.platform, inbound.user_id)
             return Outcome(INTERNAL_ERROR, OutcomeStatus.ERROR)
 
+    async def click(self, who: Inbound, action_id: str,
+                    progress: Progress | None = None) -> Outcome:
+        """A click on a command button (``Action.run``): its stored command line runs as the
+        clicker, through :meth:`handle` exactly as if typed. The button's own payload is only
+        an id; an unknown or expired one runs nothing."""
+        if not ACTION_ID.fullmatch(action_id or ""):
+            return Outcome(Reply.error("That button is not one of this bot's; nothing was run.",
+                                       title="Unknown button"), OutcomeStatus.ERROR)
+        try:
+            action = await self.actions.get(action_id)
+        except Exception:
+            log.exception("looking up button %s failed", action_id)
+            return Outcome(INTERNAL_ERROR, OutcomeStatus.ERROR)
+        if action is None or not action.command:
+            return Outcome(Reply.error("That button has expired or is unknown; nothing was run. "
+                                       "Type the command instead ('help' lists them).",
+                                       title="Button expired"), OutcomeStatus.ERROR)
+        return await self.handle(replace(who, text=action.command), progress)
+
     async def decide(self, who: Inbound | Caller, request_id: str, choice: Choice,
                      reason: str | None = None, progress: Progress | None = None) -> Outcome:
         """A button click or a typed ``confirm/cancel/approve/deny ID``: the decision gate.
@@ -206,7 +236,7 @@ class Bot(RequestFlow):
             reply = await with_deadline(spec.handler(ctx), spec.timeout)
             if not isinstance(reply, Reply):
                 raise TypeError(f"handler returned {type(reply).__name__}, not Reply")
-            reply = await self.renderer.render(reply)
+            reply = await self.actions.store(await self.renderer.render(reply))
         except CommandError as exc:
             outcome, detail = AuditOutcome.ERROR, str(exc)
             reply = Reply.error(str(exc), title=f"{spec.words} failed")

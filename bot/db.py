@@ -40,6 +40,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from bot import clock
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -113,6 +115,64 @@ request_messages = Table(
 )
 
 
+# Replica-safe claims (bot/messaging/claims.py): whoever inserts a key first owns the work it
+# names (an inbound delivery, a periodic job's instant, a notice delivery attempt).
+claims = Table(
+    "claims",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("owner", String(100), nullable=False),  # which process: host:pid:random
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Durable notices (bot/messaging/notices.py): the bot speaking first. A notice is stored before
+# post() returns; each (notice, step, platform, channel) is one delivery row, retried from here.
+notices = Table(
+    "notices",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("targets", Text, nullable=False),  # JSON list of channel aliases
+    Column("mention", Text, nullable=False, default="[]"),  # JSON list of people/groups/roles
+    # The feature that owns the notice's thread (replies go to its @on_thread_reply hook).
+    Column("owner", String(100), nullable=True),
+)
+
+notice_deliveries = Table(
+    "notice_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("notice_key", String(300), ForeignKey("notices.key"), nullable=False, index=True),
+    Column("step", Integer, nullable=False),  # 0 the post; then updates and thread replies
+    Column("kind", String(10), nullable=False),  # post | update | thread
+    Column("platform", String(20), nullable=False),
+    Column("channel_id", String(200), nullable=False),
+    Column("reply", Text, nullable=False),  # JSON of the Reply to send
+    Column("status", String(10), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", DateTime(timezone=True), nullable=False),  # not before this
+    Column("last_error", Text, nullable=True),
+    Column("message_id", String(200), nullable=True),  # Slack ts, Mattermost post id
+    Column("thread_id", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Index("ux_notice_delivery", "notice_key", "step", "platform", "channel_id", unique=True),
+    Index("ix_notice_delivery_due", "status", "next_at"),
+)
+
+# Buttons that run commands: the command line is kept here; the button carries only the id.
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("command", Text, nullable=False),  # the command line the click runs, as the clicker
+    Column("label", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     audit.create(conn)
     requests.create(conn)
@@ -129,11 +189,18 @@ def _migration_3(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE requests ADD COLUMN plan TEXT"))
 
 
+
+def _migration_4(conn: Connection) -> None:
+    for table in (claims, notices, notice_deliveries, actions):
+        table.create(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "audit log and pending requests", _migration_1),
     (2, "messages that show a request", _migration_2),
     (3, "the plan a destructive request was confirmed with", _migration_3),
+    (4, "claims, notices and their deliveries, button actions", _migration_4),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -147,7 +214,8 @@ class SchemaError(DatabaseError):
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The current time from the one clock (``bot.clock``), UTC."""
+    return clock.utcnow()
 
 
 def as_utc(value: datetime | None) -> datetime | None:

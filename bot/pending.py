@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from bot import db
 from bot.commands import Plan
 from bot.identity import Caller
+from bot.messaging.port import MessageRef
 
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: ids are read aloud and typed
 
@@ -83,15 +84,6 @@ class DuplicateRequest(Exception):
     def __init__(self, existing: PendingRequest) -> None:
         super().__init__(existing.id)
         self.existing = existing
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRef:
-    """A chat message that shows a request (and its buttons)."""
-
-    platform: str
-    channel_id: str
-    message_id: str
 
 
 class RequestStore:

@@ -41,13 +41,27 @@ class Choice(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A button. Every button decides a pending request; adapters carry ``request_id``."""
+    """A button. It either decides a pending request (``choice`` + ``request_id``) or runs a
+    command line as the person who clicks (``command``; :meth:`run`), through the same gate,
+    confirmation, approval and audit as if they had typed it. A command button is stored
+    server-side (``bot/messaging/actions.py``) and carries only its opaque ``action_id``."""
 
     label: str
-    choice: Choice
-    request_id: str
+    choice: Choice | None = None
+    request_id: str | None = None
     style: str = "default"  # default | primary | danger
     confirm_text: str | None = None  # Slack shows a native confirm dialog with this text
+    command: str | None = None  # the command line a click runs (as the clicker)
+    action_id: str | None = None  # set once the command button is stored
+
+    @classmethod
+    def run(cls, label: str, command: str, *, style: str = "default") -> Action:
+        """A button that runs ``command`` as whoever clicks it."""
+        return cls(label, style=style, command=command)
+
+    @property
+    def decides(self) -> bool:
+        return self.choice is not None and self.request_id is not None
 
 
 @dataclass(slots=True)
