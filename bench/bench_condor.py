@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _util import peak_rss_mb, print_table, rss_mb, verdict
 
 from bot.condor.ops import ROW_ATTRS
+from bot.condor.service import CondorService
 from bot.config import parse_config
 from bot.core import Bot, OutcomeStatus
 from bot.identity import Inbound
@@ -59,7 +60,7 @@ async def main(jobs: int, runs: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         bot = await Bot.create(parse_config(config(Path(tmp), jobs), Path(tmp)))
         try:
-            service = bot.services["condor"]
+            service = bot.services.require(CondorService)
             worker = service.worker("big")
             started = time.perf_counter()
             await worker.start()  # the fake builds its queue here

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, func, select, update
+from sqlalchemy import Connection, Dialect, String, func, select, update
 
 from bot import db
 from bot.commands import CommandSpec
@@ -66,6 +67,34 @@ class AuditOutcome(StrEnum):
     REFUSED = "refused"
 
 
+# What no database here can store: lone surrogates (Slack's and Mattermost's JSON may carry
+# "\ud800"; UTF-8 cannot encode them, so SQLite's driver raises) and NUL (PostgreSQL's text
+# refuses it). The parser refuses both, but an unparsable line is audited as it came.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Every text column with its length (PostgreSQL refuses a longer value; Text: unbounded).
+_TEXT_COLUMNS = tuple((c.name, c.type.length or 1 << 62) for c in db.audit.columns
+                      if isinstance(c.type, String))
+
+
+def storable(text: str, limit: int | None = None) -> str:
+    """``text`` as any audit column can store it: unstorable code points as ``\\ud800``
+    escapes (what was sent stays readable), cut to ``limit`` characters."""
+    if _UNSTORABLE.search(text):
+        text = _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _storable_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with every text column storable: a row the database refuses would be retried
+    with its whole batch forever (and shutdown would wait for it), so none is ever queued.
+    One check per column on the hot path; the fix-up only for rows that need it."""
+    for name, limit in _TEXT_COLUMNS:
+        value = row.get(name)
+        if value is not None and (len(value) > limit or _UNSTORABLE.search(value)):
+            row[name] = storable(value, limit)
+    return row
+
+
 # One encoder for every row: json.dumps(default=..., sort_keys=...) builds a new one per call.
 _ARGUMENTS_JSON = json.JSONEncoder(default=str, sort_keys=True)
 
@@ -77,7 +106,20 @@ def redact_arguments(spec: CommandSpec | None, args: dict[str, Any] | None, text
     secret = spec.secret_slots
     shown = ({k: (MASK if k in secret and v not in (None, False) else v) for k, v in args.items()}
              if secret else args)
-    return masker.mask(_ARGUMENTS_JSON.encode(shown))
+    # Masked before encoding (JSON escapes a secret: 'ä' -> '\u00e4', '"' -> '\"'), and the
+    # encoded text again (a secret spanning two values, or made of the escapes themselves).
+    return masker.mask(_ARGUMENTS_JSON.encode(_masked(shown)))
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with registered secrets masked in every string it holds."""
+    if isinstance(value, str):
+        return masker.mask(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
 
 
 @dataclass(slots=True)
@@ -149,7 +191,7 @@ class AuditLog:
         detail: str | None = None,
         person: str | None = None,
     ) -> dict[str, Any]:
-        return {
+        return _storable_row({
             "ts": db.utcnow(),
             "person": person or (caller.person.key if caller.person else None),
             "platform": caller.platform,
@@ -163,7 +205,7 @@ class AuditLog:
             "approver": approver,
             "request_id": request_id,
             "detail": masker.mask(detail) if detail else None,
-        }
+        })
 
     async def record(self, caller: Caller, command: str | None, arguments: str,
                      decision: AuditDecision, **extra: Any) -> int:
@@ -217,8 +259,8 @@ class AuditLog:
 
     async def finish(self, entry_id: int, outcome: AuditOutcome, duration_ms: float,
                      detail: str | None = None) -> None:
-        values = {"outcome": str(outcome), "duration_ms": duration_ms,
-                  "detail": masker.mask(detail) if detail else None}
+        values = _storable_row({"outcome": str(outcome), "duration_ms": duration_ms,
+                                "detail": masker.mask(detail) if detail else None})
         await self.database.run(_update, entry_id, values)
 
     async def query(

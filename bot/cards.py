@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bot.commands import Plan
 from bot.markup import code, user
-from bot.pending import Kind, PendingRequest, Status
+from bot.pending import Kind, NotRun, PendingRequest, Status
 from bot.reply import Action, Choice, Level, Reply, Visibility
 
 
@@ -94,8 +94,9 @@ def changed_intro(old: PendingRequest, fresh: Plan) -> str:
 
 
 def no_request(request_id: str) -> Reply:
-    return Reply.error(f"There is no request '{request_id}'. 'approvals' lists the requests "
-                       "you may decide.", title="No such request")
+    # The id came with a click or a typed command: whatever it holds, it is shown inert.
+    return Reply.error(f"There is no request '{user(request_id)}'. 'approvals' lists the "
+                       "requests you may decide.", title="No such request")
 
 
 def wrong_kind(request: PendingRequest, choice: Choice) -> Reply:
@@ -121,6 +122,14 @@ def expired(request_id: str, zone_time: str) -> Reply:
                        title=f"Request {request_id} expired")
 
 
+_NOT_RUN = {
+    NotRun.INVALID: "it is no longer a valid command",
+    NotRun.DENIED: "the requester was no longer allowed to run it",
+    NotRun.REFUSED: "it could no longer run as planned (see the request's note)",
+    NotRun.CHANGED: "what it would affect changed, so a new request was made",
+}
+
+
 def already_decided(request: PendingRequest | None, request_id: str) -> Reply:
     if request is None:
         return no_request(request_id)
@@ -128,6 +137,10 @@ def already_decided(request: PendingRequest | None, request_id: str) -> Reply:
     if request.status in (Status.RUNNING, Status.DONE):
         text = (f"Request {request.id} was already decided{by} and ran "
                 f"({request.outcome or 'still running'}); nothing was run twice.")
+    elif request.status == Status.NOT_RUN:  # decided, then stopped by the run-time checks
+        why = _NOT_RUN.get(request.outcome or "", "the checks before running stopped it")
+        text = (f"Request {request.id} was already decided{by}, but its command was not run: "
+                f"{why}. Nothing is run now; run the command again to make a new request.")
     else:  # cancelled, denied, expired: it never ran
         text = (f"Request {request.id} was already {request.status.value}{by}; its command "
                 "was not run, and nothing is run now. Run the command again to make a new "

@@ -64,19 +64,19 @@ def _load(path: str | None):  # type: ignore[no-untyped-def]
 
 
 def check_config(path: str | None) -> int:
-    from bot.checks import check_references, summary
     from bot.config import ConfigError, load_config
+    from bot.configchecks import check_references, summary
     from bot.registry import Registry
     from bot.secrets import masker
 
     try:
         config = load_config(path)
+        registry = Registry().load(config.bot.handlers)
     except ConfigError as exc:
         for problem in exc.problems:
             print(masker.mask(str(problem)))
         print(f"{len(exc.problems)} problem(s) found.")
         return 1
-    registry = Registry().load(config.bot.handlers)
     problems = check_references(config, registry)
     for problem in problems:
         print(masker.mask(str(problem)))
@@ -90,8 +90,9 @@ def check_config(path: str | None) -> int:
 
 async def _console(args: argparse.Namespace) -> int:
     from bot.adapters.console import ConsoleAdapter, ConsoleSession
-    from bot.checks import check_references
-    from bot.core import Bot
+    from bot.config import ConfigError
+    from bot.configchecks import check_references
+    from bot.lifecycle import Lifecycle
     from bot.observability import init_sentry
 
     config = _load(args.config)
@@ -101,20 +102,29 @@ async def _console(args: argparse.Namespace) -> int:
         print(f"shiftbot: no person '{person}' in the config (known: {known})", file=sys.stderr)
         return 1
     init_sentry(config)
-    bot = await Bot.create(config)
+    session = ConsoleSession(person, args.channel)
+    # The lifecycle without an HTTP server; periodic jobs only in the REPL (a one-shot command
+    # is over before the first would be due).
+    lifecycle = Lifecycle(config, http=False, jobs=args.one_shot is None,
+                          adapters=lambda bot: [ConsoleAdapter(bot, session)])
     try:
+        bot = await lifecycle.start()
+    except ConfigError as exc:
+        problems = exc.problems
+    else:
         problems = [p for p in check_references(config, bot.registry) if p.severity == "error"]
+    try:
         if problems:
             print("Configuration problems (run 'shiftbot check-config'):", file=sys.stderr)
             for problem in problems:
                 print(f"  {problem}", file=sys.stderr)
             return 1
-        console = ConsoleAdapter(bot, ConsoleSession(person, args.channel))
+        console = lifecycle.adapters[0]
         if args.one_shot is not None:
             return await console.run_once(args.one_shot)
         return await console.repl()
     finally:
-        await bot.close()
+        await lifecycle.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,11 +155,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("INFO")
     config = _load(args.config)
     if args.command == "run":
+        from bot.config import ConfigError
         from bot.db import DatabaseError
         from bot.runtime import StartupError, serve
 
         try:
             asyncio.run(serve(config))
+        except ConfigError as exc:  # a feature section (validated once handlers are loaded)
+            for problem in exc.problems:
+                _fail(str(problem))
+            return 1
         except (StartupError, DatabaseError) as exc:
             return _fail(str(exc))
         return 0

@@ -12,6 +12,10 @@ the scheduler.
     @command("condor hold", summary="Hold jobs", permission="condor.hold",
              args=[Arg("jobs", kind="jobid", many=True)], options=[Opt("reason", kind="text")])
     async def hold(ctx: Context) -> Reply: ...
+
+Feature hooks are declared the same way (``@every``, ``@route``, ``@on_thread_reply``; see
+``bot/hooks.py``), and a feature's config section and migrations at module level
+(``bot/features.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+# Feature hooks and declarations live next to @command (bot/hooks.py, bot/features.py), so a
+# handler module imports everything it declares from here.
+from bot.hooks import ThreadContext as ThreadContext
+from bot.hooks import every as every
+from bot.hooks import on_thread_reply as on_thread_reply
+from bot.hooks import route as route
 from bot.reply import Reply
 
 if TYPE_CHECKING:
@@ -52,6 +62,10 @@ class Plan:
     summary: str  # "removes 23 jobs of emfollow: 1.0-1.19 running, 1.20-1.22 held"
     targets: frozenset[str] = frozenset()  # what it would affect (job ids, a URL, an argv)
     details: tuple[str, ...] = ()  # more lines for the cards (e.g. the exact argv)
+    # Argument values the step settled from the config, by args key (("pool", "gwcelery")
+    # when no --pool was typed): the line naming the default and the line leaving it out are
+    # then one request (Parsed.canonical). Only used when the request is made; not stored.
+    resolved: tuple[tuple[str, Any], ...] = ()
 
     def covers(self, fresh: Plan) -> bool:
         """Does this (confirmed) plan still cover what ``fresh`` would affect?"""

@@ -4,7 +4,8 @@ Loading order: ``--config PATH``, else ``$SHIFTBOT_CONFIG``, else ``config/shift
 Before validation every string may use ``${VAR}`` (environment) and every key ``k`` may instead
 be given as ``k_file: /path`` (the file's content, stripped). Unknown keys are errors. Problems are
 reported with their key path (``roles.shifter.allow[2]``) and a hint; see :func:`load_config`
-and ``bot/checks.py`` for the checks that need the command registry.
+and ``bot/configchecks.py`` for the checks that need the command registry; feature
+sections (every top-level key that is not a core one) are validated in ``bot/features.py``.
 
 Masking rule: every value that came from ``${VAR}`` or a ``*_file`` is a secret, whatever key it
 sits under, and is registered with the masker *before* validation (so no problem message can
@@ -24,7 +25,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from bot.condor.models import DEFAULT_GETENV_ALLOW
 from bot.secrets import masker
@@ -53,6 +62,9 @@ class HttpConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)  # 0 picks a free port (tests)
     public_url: str | None = None  # how chat servers reach us (buttons, slash commands)
+    # Slow clients are cut (slowloris): a request head (also: an idle connection), a body.
+    header_timeout_seconds: float = Field(15.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
 
 
 class BotConfig(Strict):
@@ -78,6 +90,24 @@ class BotConfig(Strict):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r} (e.g. 'Europe/Zurich')") from exc
+        return value
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _sentry_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        # sentry_sdk.init raises BadDsn only at console/run start: parse it here with the SDK's
+        # own parser. The reason is quoted without the DSN's parts (a secret; the project
+        # reason would quote its path).
+        if value is None:
+            return value
+        from sentry_sdk.utils import BadDsn, Dsn
+
+        try:
+            Dsn(value.get_secret_value())
+        except BadDsn as exc:
+            reason = str(exc).split(" (", 1)[0]
+            raise ValueError(f"not a Sentry DSN: {reason[:1].lower()}{reason[1:]} (expected "
+                             "https://KEY@HOST/PROJECT, from the project's Client Keys)") from None
         return value
 
     @field_validator("database")
@@ -191,7 +221,9 @@ class MattermostConfig(Strict):
     reconnect_max_seconds: float = Field(60, gt=0)  # reconnect delay cap
     # /healthz reports Mattermost unhealthy after this long without a working socket.
     unhealthy_after_seconds: float = Field(60, gt=0)
-    dedupe_seconds: float = Field(600, gt=0)  # a post id seen again within this is not re-run
+    # A post (or click) is claimed in the database for this long: seen again within it (a
+    # replay, another replica's socket), it is not run again.
+    dedupe_seconds: float = Field(600, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -311,8 +343,20 @@ class CondorConfig(Strict):
     resubmit_poll_seconds: float = Field(1.0, gt=0, le=30)
 
 
-class LaterSection(Strict):
-    """A section a later release fills in; accepted (empty) so configs can carry it now."""
+class NoticesConfig(Strict):
+    """The ``notices:`` section: the durable outbox (``bot/messaging/notices.py``)."""
+
+    retry_min_seconds: float = Field(2, gt=0)  # first retry delay after a 5xx/timeout
+    retry_max_seconds: float = Field(300, gt=0)  # retry delay cap (doubling up to it)
+    # A delivery still failing this long after its notice was posted is marked failed,
+    # counted, logged, and listed by `notices pending`.
+    fail_after_hours: float = Field(24, gt=0)
+    send_timeout_seconds: float = Field(30, gt=0)  # one attempt that takes longer is retried
+    poll_seconds: float = Field(5, gt=0)  # how often the outbox is read (other replicas' rows)
+    flush_timeout_seconds: float = Field(10, ge=0)  # shutdown waits this long for due rows
+    # /healthz: the notices component is unhealthy when a notice waits longer than this.
+    unhealthy_after_seconds: float = Field(600, gt=0)
+    max_channels: int = Field(32, ge=1)  # channels sent to at once (one message each)
 
 
 # ------------------------------------------------------------------------------------- root
@@ -328,17 +372,36 @@ class Config(Strict):
     slack: SlackConfig | None = None
     mattermost: MattermostConfig | None = None
     condor: CondorConfig = CondorConfig()
-    status: LaterSection | None = None
-    restart: LaterSection | None = None
-    alerts: LaterSection | None = None
-    gitlab: LaterSection | None = None
-    sentry: LaterSection | None = None
-    meetings: LaterSection | None = None
-    shifts: LaterSection | None = None
-    digests: LaterSection | None = None
+    notices: NoticesConfig = NoticesConfig()
+
+    # Every other top-level key is a feature's section (``status:``, ``alerts:``): kept as read
+    # here, validated by the feature's own model once the handler modules are loaded
+    # (bot/features.py: bind_sections), and refused if no loaded module declares it.
+    model_config = ConfigDict(extra="allow", frozen=False)
 
     # Where the file was read from: relative paths (templates, submit files) resolve against it.
     source_dir: Path = Field(default=Path("."), exclude=True)
+    _feature_sections: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
+    # Warnings found while reading the file (interpolation), printed by check-config; private:
+    # not a key a config file could set.
+    _load_warnings: list[Problem] = PrivateAttr(default_factory=list)
+
+    @property
+    def load_warnings(self) -> list[Problem]:
+        return self._load_warnings
+
+    @load_warnings.setter
+    def load_warnings(self, value: list[Problem]) -> None:
+        self._load_warnings = value
+
+    @property
+    def feature_sections(self) -> dict[str, BaseModel]:
+        """The validated feature sections, by name (``ConfigSection.of`` reads them)."""
+        return self._feature_sections
+
+    @feature_sections.setter
+    def feature_sections(self, value: dict[str, BaseModel]) -> None:
+        self._feature_sections = value
 
 
 # ------------------------------------------------------------------------------- loading
@@ -393,9 +456,14 @@ def _hint_for(error: dict[str, Any], model: type[BaseModel] | None) -> str:
     return ""
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def hint_for(error: dict[str, Any], root: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """The hint for a validation error at ``loc`` inside ``root`` (feature sections too)."""
+    return _hint_for(error, _model_at(loc, root))
+
+
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:
     """The model class that owns the last key of ``loc`` (for 'did you mean' hints)."""
-    model: Any = Config
+    model: Any = root or Config
     for part in loc[:-1]:
         if isinstance(model, type) and issubclass(model, BaseModel):
             field = model.model_fields.get(str(part))
@@ -419,6 +487,20 @@ def _unwrap(annotation: Any) -> Any:
     return None
 
 
+def _core_typos(raw: dict[str, Any]) -> list[Problem]:
+    """Top-level keys that look like a misspelt core section (``rolez``). Other unknown keys
+    are feature sections, checked once the handler modules are loaded (bot/features.py); this
+    is for reporting them with the other problems when validation stops before that."""
+    core = [f for f in Config.model_fields if f != "source_dir"]
+    problems = []
+    for key in raw:
+        close = difflib.get_close_matches(str(key), core, n=1)
+        if key not in core and close:
+            problems.append(Problem(str(key), f"unknown key '{key}'",
+                                    f"did you mean '{close[0]}'?"))
+    return problems
+
+
 def parse_config(raw: Any, source_dir: Path = Path(".")) -> Config:
     """Validate an already-parsed YAML tree (tests build configs from dicts)."""
     problems: list[Problem] = []
@@ -435,8 +517,9 @@ def parse_config(raw: Any, source_dir: Path = Path(".")) -> Config:
 
     expanded = interpolate(raw, (), problems, source_dir)
     register_raw_secrets(expanded)  # before any message could show one
-    if problems:
+    if any(p.severity == "error" for p in problems):
         raise ConfigError(problems)
+    warnings, problems = problems, []  # short secrets: check-config prints them
     try:
         config = Config.model_validate(expanded)
     except ValidationError as exc:
@@ -446,8 +529,9 @@ def parse_config(raw: Any, source_dir: Path = Path(".")) -> Config:
             if error["type"] == "extra_forbidden":
                 message = f"unknown key '{loc[-1]}'"
             problems.append(Problem(format_path(loc), message, _hint_for(error, _model_at(loc))))
-        raise ConfigError(problems) from None
+        raise ConfigError(problems + _core_typos(expanded)) from None
     config.source_dir = source_dir
+    config.load_warnings = warnings
     register_secrets(config)
     problems = ambiguity_problems(config)
     if problems:
@@ -458,10 +542,16 @@ def parse_config(raw: Any, source_dir: Path = Path(".")) -> Config:
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     file = resolve_config_path(path)
     try:
-        text = file.read_text()
+        # UTF-8 whatever the locale: YAML is UTF-8, and a C locale would refuse any accent.
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem("", f"cannot read config file {file}: {exc.strerror}",
                                    "pass --config PATH or set SHIFTBOT_CONFIG")]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError([Problem("", f"config file {file} is not UTF-8 text (byte "
+                                   f"{exc.object[exc.start]:#04x} at line {line})",
+                                   "save it as UTF-8")]) from None
     from bot.configfile import read_yaml
 
     # Duplicate keys, an empty file and broken YAML are errors (bot/configfile.py).

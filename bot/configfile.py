@@ -27,7 +27,7 @@ from pydantic import BaseModel, SecretStr
 
 from bot.config import Config, Problem, format_path
 from bot.permissions import BASELINE
-from bot.secrets import masker
+from bot.secrets import MIN_LENGTH, masker
 
 # ${VAR}s that are never secrets (the masking rule in bot/config.py); XDG_* too.
 PLAIN_VARIABLES = frozenset({"HOME", "USER", "LOGNAME", "PWD", "TMPDIR", "HOSTNAME", "SHELL",
@@ -37,6 +37,8 @@ PLAIN_VARIABLES = frozenset({"HOME", "USER", "LOGNAME", "PWD", "TMPDIR", "HOSTNA
 # of that name would be held by everybody (and as an approval role, let anybody approve).
 RESERVED_ROLES = frozenset({BASELINE})
 
+MERGE = "tag:yaml.org,2002:merge"  # the tag of a `<<` key
+
 
 class UniqueKeyLoader(yaml.SafeLoader):
     """A SafeLoader that records every duplicate mapping key (path, line, first line)."""
@@ -44,6 +46,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.duplicates: list[tuple[str, str, int, int]] = []  # (path, key, line, first line)
+        self.merge_conflicts: list[tuple[str, str]] = []  # (path, message)
 
     def get_single_data(self) -> Any:
         node = self.get_single_node()
@@ -60,10 +63,10 @@ class UniqueKeyLoader(yaml.SafeLoader):
             for index, item in enumerate(node.value):
                 self._walk(item, (*loc, index), seen)
         elif isinstance(node, yaml.MappingNode):
+            self._check_merges(node, loc)
             first: dict[tuple[str, str], int] = {}
             for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) \
-                        or key_node.tag == "tag:yaml.org,2002:merge":
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE:
                     continue
                 line = key_node.start_mark.line + 1
                 key = (key_node.tag, key_node.value)
@@ -73,6 +76,54 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 else:
                     first[key] = line
                 self._walk(value_node, (*loc, key_node.value), seen)
+
+
+    def _check_merges(self, node: yaml.MappingNode, loc: tuple[Any, ...]) -> None:
+        """Merge keys (``<<: *defaults``) may be overridden by the mapping's own keys (that is
+        what they are for), but a key two merges both provide is decided by YAML's ordering
+        rules, silently: two ``<<`` in one mapping (the later wins) or two mappings in one
+        ``<<: [*a, *b]`` (the first wins). Both are errors, unless the mapping sets the key."""
+        merges = [(k, v) for k, v in node.value
+                  if isinstance(k, yaml.ScalarNode) and k.tag == MERGE]
+        if len(merges) > 1:
+            self.duplicates.append((format_path((*loc, "<<")), "<<",
+                                    merges[1][0].start_mark.line + 1,
+                                    merges[0][0].start_mark.line + 1))
+        own = {(k.tag, k.value) for k, _ in node.value
+               if isinstance(k, yaml.ScalarNode) and k.tag != MERGE}
+        given: dict[tuple[str, str], yaml.Node] = {}  # merged key -> the mapping setting it
+        for _, value_node in merges:
+            sources = (value_node.value if isinstance(value_node, yaml.SequenceNode)
+                       else [value_node])
+            for source in sources:
+                for key, origin in _merged_keys(source, set()).items():
+                    other = given.setdefault(key, origin)
+                    if key in own or other is origin:
+                        continue
+                    self.merge_conflicts.append((
+                        format_path((*loc, key[1])),
+                        f"key '{key[1]}' is merged from two mappings (lines "
+                        f"{other.start_mark.line + 1} and {origin.start_mark.line + 1})"))
+
+
+def _merged_keys(node: yaml.Node, seen: set[int]) -> dict[tuple[str, str], yaml.Node]:
+    """The keys a mapping gives where it is merged, each with the mapping that sets it (its
+    own keys, and those it merges itself: one anchor reached twice is no conflict)."""
+    if not isinstance(node, yaml.MappingNode) or id(node) in seen:
+        return {}
+    seen.add(id(node))
+    keys: dict[tuple[str, str], yaml.Node] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != MERGE:
+            continue
+        for source in (value_node.value if isinstance(value_node, yaml.SequenceNode)
+                       else [value_node]):
+            for key, origin in _merged_keys(source, set(seen)).items():
+                keys.setdefault(key, origin)
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag != MERGE:
+            keys[(key_node.tag, key_node.value)] = node
+    return keys
 
 
 def read_yaml(text: str, source: str) -> Any:
@@ -89,11 +140,15 @@ def read_yaml(text: str, source: str) -> Any:
         raise ConfigError([Problem("", f"{source} is not valid YAML{where}")]) from None
     finally:
         loader.dispose()
-    if loader.duplicates:
+    if loader.duplicates or loader.merge_conflicts:
         raise ConfigError([
             Problem(path, f"duplicate key '{key}' at line {line} (first at line {first})",
-                    "YAML would silently keep only the last one: merge them")
-            for path, key, line, first in loader.duplicates])
+                    "one merge key takes a list: <<: [*a, *b]" if key == "<<"
+                    else "YAML would silently keep only the last one: merge them")
+            for path, key, line, first in loader.duplicates] + [
+            Problem(path, message, "YAML would silently take one of them: set it explicitly "
+                                   "in this mapping")
+            for path, message in loader.merge_conflicts])
     if raw is None:
         raise ConfigError([Problem("", f"the configuration file {source} is empty",
                                    "start from config/shiftbot.example.yaml")])
@@ -180,6 +235,8 @@ def interpolate(node: Any, loc: tuple[Any, ...], problems: list[Problem], base: 
             value = os.environ[name]
             if name not in PLAIN_VARIABLES and not name.startswith("XDG_"):
                 masker.add(value)  # whatever key it sits under: bot/config.py's masking rule
+                if 0 < len(value) < MIN_LENGTH:
+                    problems.append(_short_secret(loc, f"${{{name}}}"))
             return value
 
         return _VAR.sub(expand, node)
@@ -198,17 +255,31 @@ def interpolate(node: Any, loc: tuple[Any, ...], problems: list[Problem], base: 
                 if not path.is_absolute():
                     path = base / path
                 try:
-                    content = path.read_text().strip()
+                    content = path.read_text(encoding="utf-8").strip()
                 except OSError as exc:
                     problems.append(Problem(format_path((*loc, key)),
                                             f"cannot read {path}: {exc.strerror}"))
                     continue
+                except UnicodeDecodeError:  # no excerpt: the bytes may be the secret
+                    problems.append(Problem(format_path((*loc, key)),
+                                            f"{path} is not UTF-8 text"))
+                    continue
                 masker.add(content)  # anything read from a file is treated as a secret
+                if 0 < len(content) < MIN_LENGTH:
+                    problems.append(_short_secret((*loc, key), str(path)))
                 out[target] = content
             else:
                 out[key] = interpolate(value, (*loc, key), problems, base)
         return out
     return node
+
+
+def _short_secret(loc: tuple[Any, ...], source: str) -> Problem:
+    # Too short to mask (it would mask ordinary words): it may show in logs and replies.
+    return Problem(format_path(loc), f"the secret from {source} is shorter than {MIN_LENGTH} "
+                   "characters, so it is never masked in logs, replies or check-config output",
+                   "use a longer value, or do not take a non-secret from the environment",
+                   severity="warning")
 
 
 def register_secrets(node: Any) -> None:

@@ -17,15 +17,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bot import threads
 from bot.audit import AuditDecision, AuditLog, AuditOutcome, redact_arguments
 from bot.commands import CommandError, CommandSpec, Context, Plan
-from bot.config import Config
+from bot.config import Config, ConfigError
 from bot.db import Database
+from bot.features import bind_sections, migrate_features
 from bot.health import Health
 from bot.helptext import usage_reply
 from bot.identity import Caller, Directory, Inbound
+from bot.markup import plain, user_unless_marked
 from bot.messaging.actions import ID_PATTERN, ActionStore
 from bot.messaging.claims import Claims
+from bot.messaging.notices import Notices
 from bot.messaging.port import Platform
 from bot.metrics import Metrics
 from bot.outcome import (
@@ -48,6 +52,7 @@ from bot.registry import Registry
 from bot.render import SHIPPED_TEMPLATES, Renderer
 from bot.reply import Choice, Level, Reply, Visibility
 from bot.requestflow import RequestFlow
+from bot.services import Services
 from bot.tasks import BackgroundTasks, with_deadline
 
 log = logging.getLogger(__name__)
@@ -72,12 +77,15 @@ class Bot(RequestFlow):
         self.metrics = Metrics()
         self.health = Health()
         self.renderer = Renderer(self._template_dirs(), config.bot.max_table_rows)
-        self.services: dict[str, Any] = {}  # handler modules keep their clients here
+        self.services = Services()  # handler modules keep their clients here, by type
         self.adapters: dict[str, Any] = {}
         # Adapters that can speak first (bot.messaging.port.Platform), by platform name; each
         # adapter adds itself when it starts. The notice deliverer sends through these only.
         self.platforms: dict[str, Platform] = {}
         self.http: Any = None  # bot.http.HttpServer, attached by the runtime when serving
+        self.scheduler: Any = None  # bot.jobs.Scheduler, attached by the lifecycle
+        # Durable notices (post/update/thread); its deliverer is started once platforms are up.
+        self.notices = Notices(self, config.notices)
         self._started_modules: list[Any] = []
         self._decision_listeners: list[DecisionListener] = []
         self._background = BackgroundTasks("decision listeners")
@@ -90,9 +98,19 @@ class Bot(RequestFlow):
     @classmethod
     async def create(cls, config: Config, *, registry: Registry | None = None,
                      database: Database | None = None, start_handlers: bool = True) -> Bot:
+        """The first steps of the lifecycle (bot/lifecycle.py): the handler modules are loaded
+        and the feature sections of the config validated; the database migrated (the core's
+        steps, then each feature's); the handlers' ``startup`` unless ``start_handlers`` is
+        False (the lifecycle runs it once the HTTP server and the scheduler exist)."""
+        registry = registry or Registry().load(config.bot.handlers)
+        problems = bind_sections(config, registry.sections)
+        if problems:
+            raise ConfigError(problems)
         database = database or Database(config.bot.database, config.source_dir)
-        await asyncio.get_running_loop().run_in_executor(None, database.migrate)
-        bot = cls(config, database, registry or Registry().load(config.bot.handlers))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, database.migrate)
+        await loop.run_in_executor(None, migrate_features, database, registry.migrations)
+        bot = cls(config, database, registry)
         if start_handlers:
             await bot.start_handlers()
         return bot
@@ -104,7 +122,8 @@ class Bot(RequestFlow):
                 await startup(self)
             self._started_modules.append(module)
 
-    async def close(self) -> None:
+    async def stop_handlers(self) -> None:
+        """The handler modules' ``shutdown``, in reverse order (each at most once)."""
         for module in reversed(self._started_modules):
             shutdown = getattr(module, "shutdown", None)
             if shutdown is not None:
@@ -113,6 +132,10 @@ class Bot(RequestFlow):
                 except Exception:
                     log.exception("shutdown of %s failed", module.__name__)
         self._started_modules.clear()
+
+    async def close(self) -> None:
+        await self.stop_handlers()  # a no-op when the lifecycle already ran them
+        await self.notices.stop()  # no-op when the runtime already stopped it (flushed)
         await self.settle()
         await self.audit.flush()
         await asyncio.get_running_loop().run_in_executor(None, self.database.close)
@@ -170,6 +193,16 @@ class Bot(RequestFlow):
                                        "Type the command instead ('help' lists them).",
                                        title="Button expired"), OutcomeStatus.ERROR)
         return await self.handle(replace(who, text=action.command), progress)
+
+    async def thread_reply(self, inbound: Inbound) -> bool:
+        """A person's reply in a thread: to the ``@on_thread_reply`` hook of the feature that
+        owns the thread (bot/threads.py). False when nobody owns it (ignored). Never raises."""
+        try:
+            return await threads.route(self, inbound)
+        except Exception:
+            log.exception("routing a thread reply in %s:%s failed", inbound.platform,
+                          inbound.channel_id)
+            return False
 
     async def decide(self, who: Inbound | Caller, request_id: str, choice: Choice,
                      reason: str | None = None, progress: Progress | None = None) -> Outcome:
@@ -238,8 +271,9 @@ class Bot(RequestFlow):
                 raise TypeError(f"handler returned {type(reply).__name__}, not Reply")
             reply = await self.actions.store(await self.renderer.render(reply))
         except CommandError as exc:
-            outcome, detail = AuditOutcome.ERROR, str(exc)
-            reply = Reply.error(str(exc), title=f"{spec.words} failed")
+            # The message may quote what was typed: user text unless its author marked it.
+            outcome, detail = AuditOutcome.ERROR, plain(str(exc))
+            reply = Reply.error(user_unless_marked(str(exc)), title=f"{spec.words} failed")
         except TimeoutError:
             outcome, detail = AuditOutcome.TIMEOUT, f"no answer within {spec.timeout:g} s"
             reply = Reply.error(f"'{spec.words}' did not finish within {spec.timeout:g} s; "
@@ -247,7 +281,7 @@ class Bot(RequestFlow):
                                 title=f"{spec.words} timed out")
         except Exception as exc:
             log.exception("command %s failed (invocation %s)", spec.key, ctx.invocation_id)
-            outcome, detail = AuditOutcome.ERROR, f"{type(exc).__name__}: {exc}"
+            outcome, detail = AuditOutcome.ERROR, plain(f"{type(exc).__name__}: {exc}")
             reply = Reply.error(f"'{spec.words}' failed with an internal error "
                                 f"(reference {ctx.invocation_id}); it has been logged. Tell "
                                 "the bot's operators the reference.",

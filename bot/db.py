@@ -9,10 +9,12 @@ silently used.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,7 +99,17 @@ requests = Table(
     Column("outcome", String(20), nullable=True),
     # JSON of the bot.commands.Plan the requester confirmed (destructive commands); migration 3.
     Column("plan", Text, nullable=True),
+    # sha256 of Parsed.canonical (what is asked, however it was spelt); migration 6. NULL for
+    # requests made before it, which are compared by text instead.
+    Column("fingerprint", String(64), nullable=True),
     Index("ix_requests_status_expires", "status", "expires_at"),
+)
+# One pending request per person and request, enforced by the database: with a SELECT before
+# the INSERT alone, two identical commands arriving together on PostgreSQL (four database
+# threads, two replicas) both got through.
+requests_one_pending = Index(
+    "ux_requests_pending_fingerprint", requests.c.person, requests.c.fingerprint, unique=True,
+    sqlite_where=requests.c.status == "pending", postgresql_where=requests.c.status == "pending",
 )
 
 
@@ -173,6 +185,18 @@ actions = Table(
 )
 
 
+# Schema versions of features (bot/features.py: Migrations), numbered per feature: a feature's
+# step 1 never collides with the core's (schema_version) nor with another feature's.
+feature_schema = Table(
+    "feature_schema",
+    metadata,
+    Column("feature", String(100), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     audit.create(conn)
     requests.create(conn)
@@ -195,12 +219,21 @@ def _migration_4(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _migration_6(conn: Connection) -> None:
+    # As in step 3: a database made by step 1 of this version already has both.
+    if "fingerprint" not in {c["name"] for c in inspect(conn).get_columns("requests")}:
+        conn.execute(text("ALTER TABLE requests ADD COLUMN fingerprint VARCHAR(64)"))
+    requests_one_pending.create(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "audit log and pending requests", _migration_1),
     (2, "messages that show a request", _migration_2),
     (3, "the plan a destructive request was confirmed with", _migration_3),
     (4, "claims, notices and their deliveries, button actions", _migration_4),
+    (5, "schema versions of features", lambda conn: feature_schema.create(conn, checkfirst=True)),
+    (6, "one pending request per person and fingerprint", _migration_6),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -263,9 +296,26 @@ def current_version(conn: Connection) -> int:
         schema_version.c.version.desc()).limit(1)).scalar() or 0
 
 
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """Two processes starting at once on one SQLite file take turns migrating (PostgreSQL uses
+    an advisory lock instead). A sidecar lock file: SQLite's own locks are only taken at the
+    first write, after both have looked at the schema."""
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:" or path.startswith("file:"):
+        yield
+        return
+    with open(f"{path}.migrate-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def migrate(engine: Engine) -> int:
     """Bring the schema to :data:`LATEST`; returns the version found before."""
-    with engine.begin() as conn:
+    with _sqlite_migration_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Two replicas starting at once must not both run a step.
             conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))

@@ -38,5 +38,9 @@ class RecentKeys:
         self._seen[key] = now
         return True
 
+    def forget(self, key: str) -> None:
+        """Let ``key`` count as new again (its handling failed before it did anything)."""
+        self._seen.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._seen)

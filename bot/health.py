@@ -6,6 +6,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from bot.secrets import masker
+
 
 @dataclass(slots=True)
 class ComponentState:
@@ -59,4 +61,7 @@ class Health:
                 states[name] = await probe()
             except Exception as exc:  # a failing probe is an unhealthy component
                 states[name] = ComponentState(False, f"probe failed: {exc}")
+        if masker.active:  # /healthz is unauthenticated: no ${VAR} alias, no error's quote
+            return {name: ComponentState(state.ok, masker.mask(state.detail), state.since)
+                    for name, state in states.items()}  # copies: the stored states stay as set
         return states

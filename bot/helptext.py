@@ -10,8 +10,9 @@ from bot.reply import Level, Reply, Table
 
 # How to type a command, for every command's help: phones and macOS rewrite quotes and dashes.
 TYPING = ("Quote text with spaces: --reason \"node drained\" (or 'node drained'). Curly "
-          "quotes (“…” ‘…’) and a leading — or – (for --) as phones and Macs type them work "  # noqa: RUF001
-          "too; invisible characters (zero-width, bidi controls) are refused.")
+          "quotes (“…” ‘…’), guillemets («…» ‹…›, the spaces just inside them dropped) and a "  # noqa: RUF001
+          "leading — or – (for --) as phones and Macs type them work too; invisible characters "  # noqa: RUF001
+          "(zero-width, bidi controls, variation selectors except after an emoji) are refused.")
 
 
 def command_help(spec: CommandSpec) -> Reply:

@@ -14,6 +14,12 @@ line (Sentry turns those into events) or a 500. Every route is wrapped by :meth:
 * anything else is a genuine bug: 500 with a reference but no traceback for the client, one
   rate-limited ERROR line with the traceback (and so one Sentry event) for us.
 
+Slow clients are cut (slowloris: each held connection costs a file descriptor and a task):
+a connection has ``header_timeout`` seconds, from its start or its previous answer, to deliver
+a complete request head (aiohttp's keep-alive timer, which also closes idle connections), and a
+request ``body_timeout`` seconds from its head to its last body byte; a body a route did not
+read is drained for at most ``body_timeout`` seconds (aiohttp's lingering time).
+
 Malformed HTTP that never reaches a route (bad header bytes, broken chunking) is logged by
 aiohttp with a traceback at ERROR; a filter on the server's own logger turns that into the same
 rate-limited line. Adapters read bodies with :func:`read_body`, :func:`parse_json` and
@@ -50,6 +56,8 @@ RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 1024 * 1024  # aiohttp refuses larger bodies with 413
 MAX_JSON_DEPTH = 32  # Slack and Mattermost payloads nest fewer than 10 levels
 MAX_FORM_FIELDS = 100  # a Mattermost slash command has about 15
+HEADER_TIMEOUT = 15.0  # defaults of bot.http.header_timeout_seconds / body_timeout_seconds
+BODY_TIMEOUT = 30.0
 REFUSAL_LOG_INTERVAL = 60.0  # at most one log line per reason per this many seconds
 # aiohttp modules that parse requests: what they raise inside a handler is a bad request.
 _PARSING_MODULES = frozenset({"web_request.py", "multipart.py", "helpers.py", "streams.py",
@@ -143,7 +151,8 @@ def is_request_error(exc: BaseException) -> bool:
 
 
 async def read_body(request: web.Request, *, what: str, limit: int = MAX_BODY) -> bytes:
-    """The raw body, at most ``limit`` bytes (else :class:`Refused` 413)."""
+    """The raw body, at most ``limit`` bytes (else :class:`Refused` 413). A body that does not
+    arrive within the server's ``body_timeout`` is cut by :meth:`HttpServer._guard`."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise Refused(413, f"{what} larger than {limit} bytes", f"Content-Length {declared}")
@@ -236,8 +245,11 @@ _server_log.addFilter(_protocol_errors)
 
 class HttpServer:
     def __init__(self, health: Health, metrics: Metrics, host: str, port: int,
-                 health_timeout: float = 2.0) -> None:
+                 health_timeout: float = 2.0, *, header_timeout: float = HEADER_TIMEOUT,
+                 body_timeout: float = BODY_TIMEOUT) -> None:
         self.health = health
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.metrics = metrics
         self.host = host
         self.port = port
@@ -258,7 +270,11 @@ class HttpServer:
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
-                                     logger=_server_log)
+                                     logger=_server_log,
+                                     # Armed at connect and after each answer, it closes a
+                                     # connection still without a complete request head.
+                                     keepalive_timeout=self.header_timeout,
+                                     lingering_time=self.body_timeout)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -275,7 +291,28 @@ class HttpServer:
     @web.middleware
     async def _guard(self, request: web.Request, handler: RouteHandler) -> web.StreamResponse:
         """Every route: refusals and bad requests -> 4xx and one rate-limited line; a bug ->
-        500 without a traceback for the client (see the module docstring)."""
+        500 without a traceback for the client (see the module docstring); a body still
+        incomplete after ``body_timeout`` seconds closes the connection."""
+        cut: list[bool] = []
+        if request.content.is_eof():  # no body (GET), or all of it came with the head
+            return await self._answer(request, handler, cut)
+        timer = asyncio.get_running_loop().call_later(
+            self.body_timeout, self._body_overdue, request, cut)
+        try:
+            return await self._answer(request, handler, cut)
+        finally:
+            timer.cancel()
+
+    def _body_overdue(self, request: web.Request, cut: list[bool]) -> None:
+        if request.content.is_eof() or request.transport is None:
+            return  # the body is all here (read or not), or the client is gone already
+        cut.append(True)
+        self.refusals.note(f"request body not received within {self.body_timeout:g} s",
+                           self._origin(request), level=logging.INFO)
+        request.protocol.force_close()  # the handler's pending read fails at once
+
+    async def _answer(self, request: web.Request, handler: RouteHandler,
+                      cut: list[bool]) -> web.StreamResponse:
         try:
             return await handler(request)
         except Refused as exc:
@@ -290,6 +327,8 @@ class HttpServer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if cut:  # the handler's read failed because the connection was closed under it
+                return web.Response(status=408, text="request timeout\n")  # nobody reads it
             if is_request_error(exc):
                 return self._refuse(request, Refused(
                     400, "request that cannot be decoded",

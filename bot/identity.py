@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ID_FIELDS = ("user_id", "channel_id", "channel_alias", "user_name", "thread_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,16 @@ class Inbound:
     user_name: str | None = None  # display only, never used for identity
     thread_id: str | None = None
     is_direct: bool = False
+
+    def __post_init__(self) -> None:
+        # Platforms' JSON can carry lone surrogates ("\ud800"), which no database, log file or
+        # API can encode, and no real id holds: an id with one becomes an unknown one. The text
+        # is left as sent: the parser refuses it naming the code point (the person learns what
+        # was wrong) and the audit stores it escaped (bot/audit.py).
+        for name in _ID_FIELDS:
+            value = getattr(self, name)
+            if value and not value.isascii() and _SURROGATE.search(value):
+                object.__setattr__(self, name, _SURROGATE.sub("\ufffd", value))
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,8 +42,18 @@ NEWLINE_MARK = "↵"
 SLACK_BACKTICK = "\u02cb"  # MODIFIER LETTER GRAVE ACCENT: looks like a backtick, is not one
 
 # Characters that change how text reads without being seen: bidi overrides and isolates,
-# zero-width characters, other format characters; plus "letters" that render as nothing.
-_INVISIBLE_LETTERS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
+# zero-width characters, other format characters (all refused by category, below); plus the
+# rest of Unicode's Default_Ignorable_Code_Point set, which is not Cf or Cn: "letters" and
+# combining marks that render as nothing (Hangul fillers, U+034F, Khmer U+17B4/5, Mongolian
+# free variation selectors, the variation selectors U+FE00-FE0F and U+E0100-E01EF, which can
+# smuggle a whole hidden text: one selector per byte), and the blank Braille pattern.
+_INVISIBLE = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u2800\u3164"
+                        "\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]")
+# Text/emoji presentation selectors: phones put U+FE0F after many emoji ("👍️", "❤️", "1️⃣"),
+# so they are allowed right after a symbol that can be an emoji, and nowhere else.
+_PRESENTATION = "\ufe0e\ufe0f"
+_EMOJI_PUNCTUATION = frozenset("\u203c\u2049")  # ‼ ⁉ (category Po)
+_KEYCAP = "\u20e3"  # COMBINING ENCLOSING KEYCAP: 1 U+FE0F U+20E3 is the keycap emoji 1️⃣
 _REFUSED_CATEGORIES = {
     "Cc": "control character",
     "Cf": "invisible character",
@@ -61,12 +71,15 @@ _EMOJI_BLOCKS = (0x1F000, 0x1FAFF)
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
-def refused_kind(char: str) -> str | None:
+def refused_kind(char: str, before: str = "", after: str = "") -> str | None:
     """What makes ``char`` unfit for a command or a chat message ("invisible character"), or
-    None when it may be shown as it is."""
+    None when it may be shown as it is. ``before``/``after``: its neighbours, which decide
+    whether a presentation selector belongs to an emoji."""
     if " " <= char <= "~":
         return None
-    if char in _INVISIBLE_LETTERS:
+    if char in _PRESENTATION and _emoji_base(before, after):
+        return None
+    if _INVISIBLE.match(char):
         return "invisible character"
     category = unicodedata.category(char)
     kind = _REFUSED_CATEGORIES.get(category)
@@ -75,6 +88,28 @@ def refused_kind(char: str) -> str | None:
     if category == "Cn" and _EMOJI_BLOCKS[0] <= ord(char) <= _EMOJI_BLOCKS[1]:
         return None
     return kind
+
+
+def _emoji_base(before: str, after: str) -> bool:
+    if not before:
+        return False
+    if before in "0123456789#*":
+        return after == _KEYCAP
+    if before in _EMOJI_PUNCTUATION or _EMOJI_BLOCKS[0] <= ord(before) <= _EMOJI_BLOCKS[1]:
+        return True
+    return unicodedata.category(before) in ("So", "Sm")  # ❤ ☺ ™ © ↔ ▶ ...
+
+
+def refusals(text: str) -> list[tuple[int, str]]:
+    """(index, kind) of every character of ``text`` that :func:`refused_kind` refuses there."""
+    found = []
+    for index, char in enumerate(text):
+        if " " <= char <= "~":
+            continue
+        kind = refused_kind(char, text[index - 1] if index else "", text[index + 1:index + 2])
+        if kind is not None:
+            found.append((index, kind))
+    return found
 
 
 def describe(char: str) -> str:
@@ -91,14 +126,15 @@ def visible(text: str) -> str:
         return text
     text = text.replace("\r\n", "\n")
     out = []
-    for char in text:
+    hidden = {index for index, _ in refusals(text)}
+    for index, char in enumerate(text):
         if char in "\n\r":
             out.append(NEWLINE_MARK)
         elif char == "\t":
             out.append(" ")
         elif "\ue000" <= char <= "\ue002":
             continue
-        elif refused_kind(char) is not None:
+        elif index in hidden:
             out.append(f"⟨U+{ord(char):04X}⟩")
         else:
             out.append(char)
@@ -115,6 +151,13 @@ def code(value: object) -> str:
     An empty value stays empty: there is nothing to show."""
     text = _SENTINEL.sub("", str(value))
     return CODE + text + END if text else ""
+
+
+def user_unless_marked(text: str) -> str:
+    """An error message whose author is not known to have marked it (a ``CommandError``, a
+    plan step's refusal): such messages quote what was typed ("no job of batch '@channel'"),
+    so unmarked they are user text as a whole; marked, their author took care of the parts."""
+    return text if _SENTINEL.search(text) else user(text)
 
 
 def is_marked(text: str) -> bool:

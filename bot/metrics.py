@@ -28,6 +28,30 @@ class Metrics:
             "shiftbot_component_up", "1 when the component is healthy",
             ["component"], registry=self.registry,
         )
+        # Durable notices (bot/messaging): what this process delivered or gave up on, and the
+        # outbox as the deliverer last read it (every replica reports the same table).
+        self.notices_delivered = Counter(
+            "shiftbot_notices_delivered", "Notice messages delivered, by platform",
+            ["platform"], registry=self.registry,
+        )
+        self.notices_failed = Counter(
+            "shiftbot_notices_failed", "Notice messages given up on, by platform",
+            ["platform"], registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "shiftbot_outbox_depth", "Notice messages waiting to be delivered",
+            registry=self.registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "shiftbot_outbox_oldest_age_seconds", "How long the oldest undelivered notice "
+            "message has waited", registry=self.registry,
+        )
+        # Periodic jobs (bot/jobs.py): ok, error, timeout, taken (another replica ran it),
+        # claim-failed (the database could not be asked).
+        self.job_runs = Counter(
+            "shiftbot_job_runs", "Periodic job runs, by job and result",
+            ["job", "result"], registry=self.registry,
+        )
         # labels() takes a lock and builds a key each call; commands are counted on every reply
         self._counted: dict[tuple[str, str], Counter] = {}
         self._timed: dict[str, Histogram] = {}
@@ -46,6 +70,9 @@ class Metrics:
             if histogram is None:
                 histogram = self._timed[family] = self.latency.labels(family=family)
             histogram.observe(seconds)
+
+    def count_job(self, job: str, result: str) -> None:
+        self.job_runs.labels(job=job, result=result).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

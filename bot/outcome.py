@@ -31,6 +31,13 @@ class Outcome:
     # For decisions: what the message that showed the request should now say.
     update: Reply | None = None
 
+    def __post_init__(self) -> None:
+        # Every command-path reply ends here, whichever branch built it (a CommandError's
+        # text quoting a ${VAR} value never went through the renderer): mask once, here.
+        self.reply = self.reply.masked()
+        if self.update is not None:
+            self.update = self.update.masked()
+
 
 INTERNAL_ERROR = Reply.error("That could not be handled (internal error; it has been logged). "
                              "Try again; if it persists, tell the bot's operators.",

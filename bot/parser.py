@@ -13,24 +13,27 @@ must see exactly the command that will run.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot import smartquotes
 from bot.commands import WORD_PATTERN, Arg, CommandSpec, Opt
-from bot.markup import describe, refused_kind
+from bot.markup import describe, refusals
 
 if TYPE_CHECKING:
     from bot.registry import Registry
 
 MAX_LINE = 2000
 _WORD = re.compile(WORD_PATTERN)
-_INT = re.compile(r"-?\d{1,12}")
-_JOBID = re.compile(r"\d{1,12}(\.\d{1,9})?")
-_DURATION = re.compile(r"(\d{1,6})([smhdw])")
+# [0-9], never \d: \d also matches Arabic-Indic, full-width and every other Unicode digit,
+# which int() reads but the schedd, the audit and a reader of the card would not.
+_INT = re.compile(r"-?[0-9]{1,12}")
+_JOBID = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,9}))?")
+_DURATION = re.compile(r"([0-9]{1,6})([smhdw])")
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Default bounds: a count or id beyond a billion is a typo, and a duration beyond a year
 # overflows datetime arithmetic (now - 999999w) long before it means anything.
@@ -68,6 +71,34 @@ class Parsed:
     flags: set[str] = field(default_factory=set)  # global flags: public, private, help
     text: str = ""  # the normalised command line (for audit and re-runs after approval)
 
+    def canonical(self, resolved: Mapping[str, Any] | None = None) -> str:
+        """What the line asks for, whatever its spelling: the command's key, then its arguments
+        in declaration order. Job id lists are sets (``rm 1.21 1.20`` is ``rm 1.20 1.21``);
+        other lists and free text keep their order. An option left at its declared default, an
+        unset flag and an absent value are left out (so naming the default is not a different
+        request), and the global flags (``--public``) are how to answer, not what to do.
+        ``resolved``: values the plan step settled that the parser cannot know (the config's
+        default pool), put in place of the typed ones."""
+        items: list[list[Any]] = []
+        for slot in (*self.spec.args, *self.spec.options):
+            key = slot.name.replace("-", "_")
+            value = self.args.get(key)
+            if resolved is not None and key in resolved:
+                value = resolved[key]
+            elif isinstance(slot, Opt) and value == slot.default:
+                continue
+            if value is None or value is False or value == []:
+                continue
+            if isinstance(value, list) and slot.kind == "jobid":
+                value = sorted(set(value), key=_jobid_order)
+            items.append([key, value])
+        return json.dumps([self.spec.key, items], ensure_ascii=False, separators=(",", ":"))
+
+
+def _jobid_order(job: str) -> tuple[int, int]:
+    cluster, _, proc = job.partition(".")
+    return int(cluster), int(proc) if proc else -1
+
 
 def tokenize(text: str) -> list[str]:
     if len(text) > MAX_LINE:
@@ -104,16 +135,17 @@ def refused(text: str, where: str, *, between_tokens: bool = False) -> str | Non
         chars: str = control.group()
     else:
         chars = text
-    for char in chars:
+    for index, kind in refusals(chars):
+        char = chars[index]
         if between_tokens and char in "\t\n\r":
             continue
-        kind = refused_kind(char)
-        if kind is not None:
-            message = f"{where}: {kind} {describe(char)} is not allowed"
-            if char == "\u200d":
-                message += (" (emoji joined with it, such as families or professions, are "
-                            "refused too: send them without the joiner)")
-            return message
+        message = f"{where}: {kind} {describe(char)} is not allowed"
+        if char == "\u200d":
+            message += (" (emoji joined with it, such as families or professions, are "
+                        "refused too: send them without the joiner)")
+        if char in "\ufe0e\ufe0f":
+            message += " (allowed only right after an emoji)"
+        return message
     return None
 
 
@@ -141,9 +173,13 @@ def convert(slot: Arg | Opt, raw: str) -> Any:
             raise ParseError(f"{name}: expected a whole number, got '{raw}'")
         value = _bounded(slot, int(raw), INT_BOUNDS, str)
     elif kind == "jobid":
-        if not _JOBID.fullmatch(raw):
+        match = _JOBID.fullmatch(raw)
+        if not match:
             raise ParseError(f"{name}: expected a job id like 1234 or 1234.0, got '{raw}'")
-        value = raw
+        # Canonical digits (01.020 -> 1.20): the queue, the plan and the reply all compare
+        # job ids as strings, so the typed spelling must not reach them.
+        cluster, proc = match.groups()
+        value = str(int(cluster)) + ("" if proc is None else f".{int(proc)}")
     elif kind == "duration":
         match = _DURATION.fullmatch(raw.lower())
         if not match:

@@ -7,13 +7,14 @@ wins, so a command is never run twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot import db
@@ -32,7 +33,10 @@ class Kind(StrEnum):
 class Status(StrEnum):
     PENDING = "pending"
     RUNNING = "running"  # claimed: confirmed or approved, the command is running
-    DONE = "done"
+    DONE = "done"  # ran; ``outcome`` says how (ok, error, timeout)
+    # Decided but never run: the run-time check stopped it; ``outcome`` says which (one of
+    # NotRun). Kept apart from DONE so deciding it again never claims it ran.
+    NOT_RUN = "not_run"
     CANCELLED = "cancelled"
     DENIED = "denied"
     EXPIRED = "expired"
@@ -59,10 +63,16 @@ class PendingRequest:
     reason: str | None
     outcome: str | None
     plan: Plan | None = None  # what the requester was shown (commands declared with plan=)
+    fingerprint: str | None = None  # what is asked, however spelt (fingerprint()); migration 6
 
     @property
     def expired(self) -> bool:
         return self.status == Status.PENDING and self.expires_at <= db.utcnow()
+
+
+def fingerprint(canonical: str) -> str:
+    """The stored key of a request: one pending request per person and fingerprint."""
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def new_id() -> str:
@@ -78,8 +88,18 @@ def _load(row: object) -> PendingRequest:
     return PendingRequest(**values, plan=Plan.from_json(json.loads(plan)) if plan else None)
 
 
+class NotRun(StrEnum):
+    """Why a confirmed or approved request was not run (``requests.outcome``)."""
+
+    INVALID = "invalid"  # no longer a valid command line
+    DENIED = "denied"  # the requester lost the permission meanwhile
+    REFUSED = "refused"  # the plan step refused (the jobs are gone, ...)
+    CHANGED = "changed"  # it would affect more than was confirmed: asked again
+
+
 class DuplicateRequest(Exception):
-    """The same person already has the same command line waiting (``existing``)."""
+    """The same person already has the same request waiting (``existing``). It may be overdue
+    but not yet swept (``existing.expired``): sweep, then ask again."""
 
     def __init__(self, existing: PendingRequest) -> None:
         super().__init__(existing.id)
@@ -93,9 +113,10 @@ class RequestStore:
     async def create(self, kind: Kind, *, command: str, text: str, caller: Caller,
                      ttl: timedelta, thread_id: str | None = None,
                      approval_role: str | None = None, plan: Plan | None = None,
-                     ) -> PendingRequest:
+                     canonical: str | None = None) -> PendingRequest:
         """A new pending request; :class:`DuplicateRequest` when the caller already has one
-        for the same command line (checked in the same transaction as the insert)."""
+        for the same ``canonical`` request (``Parsed.canonical``; the text when not given).
+        A unique index on (person, fingerprint) of pending rows makes it atomic."""
         assert caller.person is not None, "only configured people have pending requests"
         now = db.utcnow()
         values = {
@@ -105,6 +126,7 @@ class RequestStore:
             "channel_alias": caller.channel_alias, "thread_id": thread_id,
             "approval_role": approval_role, "created_at": now, "expires_at": now + ttl,
             "plan": json.dumps(plan.to_json()) if plan is not None else None,
+            "fingerprint": fingerprint(canonical if canonical is not None else f"text:{text}"),
         }
         return await self.database.run(_create, values)
 
@@ -122,7 +144,12 @@ class RequestStore:
         return await self.database.run(_reopen, request_id, approval_role, ttl)
 
     async def finish(self, request_id: str, outcome: str) -> None:
-        await self.database.run(_finish, request_id, outcome)
+        """It ran; ``outcome`` is how (ok, error, timeout)."""
+        await self.database.run(_finish, request_id, Status.DONE, outcome)
+
+    async def not_run(self, request_id: str, why: NotRun) -> None:
+        """It was decided, but the run-time checks stopped it: nothing ran."""
+        await self.database.run(_finish, request_id, Status.NOT_RUN, str(why))
 
     async def expire_due(self) -> list[PendingRequest]:
         return await self.database.run(_expire_due)
@@ -139,21 +166,32 @@ class RequestStore:
 
 
 def _create(conn: Connection, values: dict[str, object]) -> PendingRequest:
-    duplicate = conn.execute(select(db.requests).where(
-        db.requests.c.person == values["person"], db.requests.c.text == values["text"],
-        db.requests.c.status == str(Status.PENDING),
-        db.requests.c.expires_at > values["created_at"])).first()
-    if duplicate is not None:
-        raise DuplicateRequest(_load(duplicate))
+    # The SELECT gives the usual case its answer; the unique index decides a race.
+    _refuse_duplicate(conn, values)
     for _ in range(10):
         try:
             with conn.begin_nested():
                 request_id = new_id()
                 conn.execute(db.requests.insert().values(id=request_id, **values))
             return _get(conn, request_id)  # type: ignore[return-value]
-        except IntegrityError:  # an id collision: draw again
-            continue
+        except IntegrityError:
+            # Another thread or replica made the same request a moment ago (the unique index),
+            # or the id was drawn twice: the first raises, the second draws again.
+            _refuse_duplicate(conn, values)
     raise RuntimeError("could not allocate a request id")
+
+
+def _refuse_duplicate(conn: Connection, values: dict[str, object]) -> None:
+    """Raise :class:`DuplicateRequest` for a pending row of the same person and request,
+    overdue or not (an overdue one still holds the unique index until it is swept)."""
+    same = or_(db.requests.c.fingerprint == values["fingerprint"],
+               # requests made before migration 6 have no fingerprint
+               and_(db.requests.c.fingerprint.is_(None), db.requests.c.text == values["text"]))
+    row = conn.execute(select(db.requests).where(
+        db.requests.c.person == values["person"], same,
+        db.requests.c.status == str(Status.PENDING)).limit(1)).first()
+    if row is not None:
+        raise DuplicateRequest(_load(row))
 
 
 def _get(conn: Connection, request_id: str) -> PendingRequest | None:
@@ -184,9 +222,9 @@ def _reopen(conn: Connection, request_id: str, approval_role: str,
     return _get(conn, request_id)
 
 
-def _finish(conn: Connection, request_id: str, outcome: str) -> None:
+def _finish(conn: Connection, request_id: str, status: Status, outcome: str) -> None:
     conn.execute(update(db.requests).where(db.requests.c.id == request_id)
-                 .values(status=str(Status.DONE), outcome=outcome))
+                 .values(status=str(status), outcome=outcome))
 
 
 def _expire_due(conn: Connection) -> list[PendingRequest]:

@@ -5,7 +5,8 @@ of globs over permissions (``condor.*``), may inherit other roles, and may requi
 their permissions be approved by a holder of another role (``approval: {"restart.*": expert}``).
 Grants give roles to people or groups, optionally only in some channels. Role providers (the
 shift rota, later) add roles at check time. Nothing is allowed that no grant allows, except the
-baseline ``bot.unknown_user_allow`` (``help``, ``whoami``) that everybody has.
+baseline ``bot.unknown_user_allow`` (``help``, ``whoami``) that everybody has. Who may decide a
+pending request (confirm, cancel, approve, deny) is decided here too (:meth:`Gate.may_decide`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
 from bot.config import Config
 from bot.identity import Caller, Directory
+from bot.reply import Choice
+
+if TYPE_CHECKING:
+    from bot.pending import PendingRequest
 
 # Decisions on pending requests are open to every configured person: the request itself says
 # who may decide (the requester confirms, a holder of the approval role approves).
@@ -173,6 +179,34 @@ class Gate:
             return Decision(False, f"{caller.label} is not a configured person")
         where = f" in channel {caller.channel_alias}" if caller.channel_alias else ""
         return Decision(False, f"no grant gives {caller.person.key} '{permission}'{where}")
+
+    def may_decide(self, caller: Caller, request: PendingRequest | None,
+                   choice: Choice) -> Decision:
+        """Who may confirm, cancel, approve or deny a pending request: the one place that
+        decides it (the dispatcher's decision gate, the ``approvals`` list and the adapters'
+        buttons all ask here). The requester confirms or withdraws (``cancel``); someone else
+        holding the request's approval role approves or denies. Whether the request is still
+        pending is not decided here: the claim in the database decides that, atomically."""
+        if caller.person is None:
+            return Decision(False, "only configured people can decide requests")
+        if request is None:
+            return Decision(False, "there is no such request")
+        me = caller.person.key
+        if choice in (Choice.CONFIRM, Choice.CANCEL):
+            if me != request.person:
+                return Decision(False, f"only {request.person}, who asked, can {choice} "
+                                       f"request {request.id}")
+            return Decision(True, f"{me} asked for request {request.id}")
+        if me == request.person:
+            return Decision(False, f"you cannot decide your own request; someone else with "
+                                   f"role {request.approval_role} must ('cancel {request.id}' "
+                                   "withdraws it)")
+        source = self.holds_role(caller, request.approval_role or "")
+        if source is None:
+            return Decision(False, f"deciding request {request.id} needs role "
+                                   f"{request.approval_role}")
+        return Decision(True, f"role {source.role} via {source.via} may decide request "
+                              f"{request.id}", via=source)
 
     def holds_role(self, caller: Caller, role: str) -> RoleSource | None:
         """Does the caller hold ``role`` (directly or by inheritance) where they are now?"""

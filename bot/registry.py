@@ -1,8 +1,10 @@
 """The one place where command declarations become commands.
 
 Handler modules are imported (every ``handlers.*`` module not starting with ``_``, or the list in
-``bot.handlers``); every function carrying ``@command`` metadata is registered. Modules may also
-define ``async def startup(bot)`` / ``async def shutdown(bot)``.
+``bot.handlers``); every function carrying ``@command`` metadata is registered, and so are the
+feature hooks (``@every``, ``@route``, ``@on_thread_reply``: bot/hooks.py) and the module-level
+feature declarations (``CONFIG``, ``MIGRATIONS``, ``check_config``: bot/features.py). Modules may
+also define ``async def startup(bot)`` / ``async def shutdown(bot)``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import pkgutil
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from types import ModuleType
+from typing import Any
 
 from bot.commands import CommandSpec, Family, specs_of
+from bot.config import Config, ConfigError, Problem
+from bot.features import ConfigCheck, ConfigSection, Migrations
+from bot.hooks import JobSpec, RouteSpec, ThreadHook, job_of, routes_of, thread_owner_of
 
 
 @dataclass(slots=True)
@@ -28,10 +34,20 @@ class RegistryError(Exception):
     pass
 
 
+# Top-level config keys of the core: no feature may declare a section by these names.
+CORE_SECTIONS = frozenset(Config.model_fields)
+
+
 class Registry:
     def __init__(self) -> None:
         self.families: dict[str, FamilyEntry] = {}
         self.modules: list[ModuleType] = []
+        self.jobs: dict[str, JobSpec] = {}
+        self.routes: list[RouteSpec] = []
+        self.thread_hooks: dict[str, ThreadHook] = {}  # owner -> hook
+        self.sections: dict[str, ConfigSection[Any]] = {}
+        self.migrations: list[Migrations] = []
+        self.config_checks: list[tuple[str, ConfigCheck]] = []
 
     def add(self, spec: CommandSpec) -> None:
         family = self.families.setdefault(spec.family, FamilyEntry(spec.family, spec.summary))
@@ -50,10 +66,45 @@ class Registry:
             if callable(value) and getattr(value, "__module__", None) == module.__name__:
                 for spec in specs_of(value):
                     self.add(spec)
+                self._add_hooks(value)
+        self._add_feature(module)
         if isinstance(declared, Family):
             entry = self.families.setdefault(declared.name, FamilyEntry(declared.name, ""))
             entry.summary, entry.order = declared.summary, declared.order
         self.modules.append(module)
+
+    def _add_hooks(self, func: Any) -> None:
+        job = job_of(func)
+        if job is not None:
+            if job.name in self.jobs:
+                raise RegistryError(f"job '{job.name}' is declared twice")
+            self.jobs[job.name] = job
+        for route in routes_of(func):
+            if any((r.method, r.path) == (route.method, route.path) for r in self.routes):
+                raise RegistryError(f"route {route.method} {route.path} is declared twice")
+            self.routes.append(route)
+        owner = thread_owner_of(func)
+        if owner is not None:
+            if owner in self.thread_hooks:
+                raise RegistryError(f"two @on_thread_reply hooks for owner '{owner}'")
+            self.thread_hooks[owner] = func
+
+    def _add_feature(self, module: ModuleType) -> None:
+        section = getattr(module, "CONFIG", None)
+        if isinstance(section, ConfigSection):
+            if section.name in self.sections or section.name in CORE_SECTIONS:
+                raise RegistryError(f"{module.__name__}: config section '{section.name}' is "
+                                    "already taken")
+            self.sections[section.name] = section
+        migrations = getattr(module, "MIGRATIONS", None)
+        if isinstance(migrations, Migrations):
+            if any(m.feature == migrations.feature for m in self.migrations):
+                raise RegistryError(f"{module.__name__}: migrations of feature "
+                                    f"'{migrations.feature}' are declared twice")
+            self.migrations.append(migrations)
+        check = getattr(module, "check_config", None)
+        if callable(check):
+            self.config_checks.append((module.__name__, check))
 
     def load(self, module_names: list[str] | None = None) -> Registry:
         if module_names is None:
@@ -64,8 +115,23 @@ class Registry:
                 for m in pkgutil.iter_modules(handlers.__path__)
                 if not m.name.startswith("_")
             )
-        for name in module_names:
-            self.add_module(importlib.import_module(name))
+            where = "bot.handlers"  # discovered, not configured: no index to name
+        else:
+            where = ""
+        for index, name in enumerate(module_names):
+            try:
+                module = importlib.import_module(name)
+            except ImportError as exc:
+                # A misspelt module, or one whose dependency is not installed: a config (or
+                # install) problem with its key path, not a traceback at startup.
+                path = where or f"bot.handlers[{index}]"
+                missing = exc.name or ""
+                itself = bool(missing) and (name == missing or name.startswith(f"{missing}."))
+                why = (f"no handler module '{name}'" if itself
+                       else f"handler module '{name}' cannot be imported: {exc}")
+                raise ConfigError([Problem(path, why, "check the module name and that its "
+                                                      "package is installed")]) from None
+            self.add_module(module)
         return self
 
     def find(self, family: str, name: str = "") -> CommandSpec | None:

@@ -65,7 +65,7 @@ class Renderer:
     def render_sync(self, reply: Reply) -> Reply:
         table = reply.table.truncated(self.max_table_rows) if reply.table else None
         if not reply.template and table is reply.table:
-            return reply  # nothing to render (most replies): no copy
+            return reply.masked()  # nothing to render (most replies): no copy
         text = reply.text
         if reply.template:
             try:
@@ -76,7 +76,9 @@ class Renderer:
                     + ", ".join(str(d) for d in self.directories)
                 ) from None
             text = template.render(reply.data, reply=reply).strip()
-        return replace(reply, text=text, table=table, template=None)
+        # Every reply the bot posts is rendered here (notices, thread replies, cards) or ends
+        # in an Outcome: both mask registered secrets (Reply.masked).
+        return replace(reply, text=text, table=table, template=None).masked()
 
     async def render(self, reply: Reply) -> Reply:
         rows = len(reply.table.rows) if reply.table else 0
@@ -147,8 +149,11 @@ def render_text(reply: Reply, dialect: Dialect = "console", *, with_table: bool 
         parts.append(f"[{mark}] {title}" if mark and dialect == "console" else title)
     elif mark and dialect == "console" and reply.level != Level.OK:
         parts.append(f"[{mark}]")
-    if reply.text:
-        parts.append(resolve(reply.text, dialect))
+    text = resolve(reply.text, dialect) if reply.text else ""
+    if reply.mentions:  # the platform's own syntax (``Platform.mention``): never escaped
+        text = " ".join([*reply.mentions, text] if text else reply.mentions)
+    if text:
+        parts.append(text)
     if reply.fields:
         fields = [(resolve(name, dialect), resolve(value, dialect, unmarked="user"))
                   for name, value in reply.fields]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from bot.secrets import masker
+
 
 class Level(StrEnum):
     """How a reply should be marked: colour on chat platforms, a tag on the console."""
@@ -95,13 +97,42 @@ class Reply:
     visibility: Visibility = Visibility.EPHEMERAL
     template: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # Set by the notice deliverer only: how this platform names the people a notice mentions
+    # (``Platform.mention``: ``<@U123>``, ``@alice``), put unescaped at the start of the text.
+    mentions: list[str] = field(default_factory=list)
 
     def with_visibility(self, visibility: Visibility) -> Reply:
         return replace(self, visibility=visibility)
 
+    def masked(self) -> Reply:
+        """This reply with every registered secret masked in what people see (text, title,
+        fields, table, button labels): a ``${VAR}`` schedd address quoted by an error must
+        not reach chat. Itself when nothing needs masking (one regex scan, or none at all)."""
+        if not masker.active:
+            return self
+        table = self.table
+        seen = [self.text, self.title or "", *(n + "\0" + v for n, v in self.fields),
+                *(a.label + "\0" + (a.confirm_text or "") for a in self.actions)]
+        if table is not None:
+            seen += [*table.columns, *(str(cell) for row in table.rows for cell in row)]
+        if not masker.contains("\0".join(seen)):
+            return self
+        mask = masker.mask
+        if table is not None:
+            table = Table([mask(c) for c in table.columns],
+                          [[mask(str(cell)) for cell in row] for row in table.rows],
+                          table.omitted)
+        return replace(
+            self, text=mask(self.text), title=mask(self.title) if self.title else self.title,
+            fields=[(mask(n), mask(v)) for n, v in self.fields], table=table,
+            actions=[replace(a, label=mask(a.label), confirm_text=mask(a.confirm_text)
+                             if a.confirm_text else a.confirm_text) for a in self.actions])
+
     @classmethod
     def error(cls, text: str, *, title: str | None = None) -> Reply:
-        return cls(text=text, title=title, level=Level.ERROR)
+        # Every error has a title (what went wrong, in a few words); "Error" is only the last
+        # resort for a caller that gave none: give one (tests/test_errors.py checks the code).
+        return cls(text=text, title=title or "Error", level=Level.ERROR)
 
     @classmethod
     def denied(cls, text: str) -> Reply:

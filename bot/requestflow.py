@@ -19,7 +19,7 @@ from bot import cards
 from bot.audit import AuditDecision, AuditOutcome, redact_arguments
 from bot.commands import CommandError, Context, Plan
 from bot.identity import Caller, Inbound
-from bot.markup import code
+from bot.markup import code, plain, user_unless_marked
 from bot.outcome import (
     DecisionListener,
     DecisionNotice,
@@ -29,7 +29,8 @@ from bot.outcome import (
     Progress,
 )
 from bot.parser import Parsed, ParseError, parse
-from bot.pending import DuplicateRequest, Kind, MessageRef, PendingRequest, Status
+from bot.pending import DuplicateRequest, Kind, MessageRef, NotRun, PendingRequest, Status
+from bot.permissions import Decision
 from bot.reply import Choice, Level, Reply, Visibility
 from bot.tasks import with_deadline
 from bot.timefmt import format_clock
@@ -49,17 +50,16 @@ class RequestFlow:
         caller = self.directory.caller(who) if isinstance(who, Inbound) else who
         request_id = request_id.strip().lower()
         request = await self.requests.get(request_id)
-        if caller.person is None:
-            return await self._refuse(caller, request, choice, "only configured people can "
-                                      "decide requests", started)
-        if request is None:
-            return Outcome(cards.no_request(request_id), OutcomeStatus.ERROR)
-        if (choice == Choice.CONFIRM and request.kind != Kind.CONFIRM) or \
-                (choice in (Choice.APPROVE, Choice.DENY) and request.kind != Kind.APPROVAL):
-            return Outcome(cards.wrong_kind(request, choice), OutcomeStatus.ERROR)
-        refusal = self._decision_refusal(caller, request, choice)
-        if refusal is not None:
-            return await self._refuse(caller, request, choice, refusal, started)
+        if caller.person is not None:  # (an unknown person is refused below, whatever else)
+            if request is None:
+                return Outcome(cards.no_request(request_id), OutcomeStatus.ERROR)
+            if (choice == Choice.CONFIRM and request.kind != Kind.CONFIRM) or \
+                    (choice in (Choice.APPROVE, Choice.DENY) and request.kind != Kind.APPROVAL):
+                return Outcome(cards.wrong_kind(request, choice), OutcomeStatus.ERROR)
+        decision = self.gate.may_decide(caller, request, choice)
+        if not decision.allowed:
+            return await self._refuse(caller, request, choice, decision.reason, started)
+        assert caller.person is not None and request is not None  # the gate allowed it
         target = {Choice.CONFIRM: Status.RUNNING, Choice.APPROVE: Status.RUNNING,
                   Choice.CANCEL: Status.CANCELLED, Choice.DENY: Status.DENIED}[choice]
         claimed = await self.requests.claim(request.id, kind=request.kind, to=target,
@@ -70,22 +70,13 @@ class RequestFlow:
             return await self._stopped(claimed, choice, caller.person.key, reason)
         return await self._run_decided(claimed, choice, caller.person.key, progress, started)
 
-    def _decision_refusal(self, caller: Caller, request: PendingRequest,
-                          choice: Choice) -> str | None:
-        """Why ``caller`` may not take ``choice`` on ``request`` (None: they may). The
-        requester confirms or withdraws; someone else holding the approval role decides."""
-        assert caller.person is not None
-        me = caller.person.key
-        if choice in (Choice.CONFIRM, Choice.CANCEL):
-            if me != request.person:
-                return f"only {request.person}, who asked, can {choice} request {request.id}"
-            return None
-        if me == request.person:
-            return (f"you cannot decide your own request; someone else with role "
-                    f"{request.approval_role} must ('cancel {request.id}' withdraws it)")
-        if self.gate.holds_role(caller, request.approval_role or "") is None:
-            return f"deciding request {request.id} needs role {request.approval_role}"
-        return None
+    async def may_decide(self, who: Inbound | Caller, request_id: str,
+                         choice: Choice) -> Decision:
+        """Whether ``who`` may take ``choice`` on a request, without taking it (adapters ask
+        before showing a second confirmation step). The rules are the gate's."""
+        caller = self.directory.caller(who) if isinstance(who, Inbound) else who
+        request = await self.requests.get(request_id.strip().lower())
+        return self.gate.may_decide(caller, request, choice)
 
     async def _stopped(self, claimed: PendingRequest, choice: Choice, me: str,
                        reason: str | None) -> Outcome:
@@ -108,7 +99,7 @@ class RequestFlow:
         requester = self._requester(claimed)
         parsed = self._reparse(claimed)
         if parsed is None:
-            await self.requests.finish(claimed.id, "error")
+            await self.requests.not_run(claimed.id, NotRun.INVALID)
             return Outcome(Reply.error(f"Request {claimed.id} can no longer run: "
                                        f"{code(claimed.text)} is not a valid command any more; "
                                        "nothing was run.", title="Cannot run"),
@@ -117,7 +108,7 @@ class RequestFlow:
         # Permissions are checked again at run time: a grant may have been removed meanwhile.
         decision = self.gate.check(requester, parsed.spec.permission)
         if not decision.allowed:
-            await self.requests.finish(claimed.id, "denied")
+            await self.requests.not_run(claimed.id, NotRun.DENIED)
             await self.audit.record(requester, claimed.command, arguments, AuditDecision.DENIED,
                                     request_id=claimed.id, detail=decision.reason)
             return Outcome(self._denial(parsed.spec, requester, decision.reason),
@@ -154,11 +145,11 @@ class RequestFlow:
     async def _not_run(self, claimed: PendingRequest, requester: Caller, arguments: str,
                        label: AuditDecision, approver: str | None, why: str) -> Outcome:
         """The plan step refused at run time (the jobs are gone, ...): nothing runs."""
-        await self.requests.finish(claimed.id, "error")
+        await self.requests.not_run(claimed.id, NotRun.REFUSED)
         await self.audit.record(requester, claimed.command, arguments, label,
                                 outcome=AuditOutcome.ERROR, approver=approver,
-                                request_id=claimed.id, detail=f"not run: {why}")
-        note = Reply.error(f"Request {claimed.id} was not run: {why}",
+                                request_id=claimed.id, detail=plain(f"not run: {why}"))
+        note = Reply.error(f"Request {claimed.id} was not run: {user_unless_marked(why)}",
                            title=f"Request {claimed.id} not run")
         self._announce(claimed.id, note)
         return Outcome(note, OutcomeStatus.ERROR, None, claimed.id, update=note)
@@ -168,11 +159,12 @@ class RequestFlow:
                          approver: str | None, started: float) -> Outcome:
         """What the command would affect grew after it was confirmed: ask the requester again
         (a new request showing the new plan) instead of acting on more than was agreed."""
-        await self.requests.finish(claimed.id, "changed")
+        await self.requests.not_run(claimed.id, NotRun.CHANGED)
         await self.audit.record(requester, claimed.command, arguments, label,
                                 outcome=AuditOutcome.ERROR, approver=approver,
                                 request_id=claimed.id,
-                                detail=f"not run: the effect changed; now it {fresh.summary}")
+                                detail=plain(f"not run: the effect changed; now it "
+                                             f"{fresh.summary}"))
         outcome = await self._ask(Kind.CONFIRM, requester, parsed, claimed.thread_id, arguments,
                                   started, plan=fresh, role=None,
                                   intro=cards.changed_intro(claimed, fresh))
@@ -232,7 +224,7 @@ class RequestFlow:
             await self.audit.record(requester, request.command, self._redacted(request),
                                     AuditDecision.EXPIRED, request_id=request.id)
             self._announce(request.id, Reply(
-                f"Request {request.id} expired; `{request.text}` was not run.",
+                f"Request {request.id} expired; {code(request.text)} was not run.",
                 title=f"Request {request.id} expired", level=Level.WARNING,
                 visibility=Visibility.CHANNEL))
             self.metrics.count_command(request.command.split(".")[0],
@@ -248,14 +240,25 @@ class RequestFlow:
         spec = parsed.spec
         minutes = (self.config.bot.confirmation_timeout_minutes if kind == Kind.CONFIRM
                    else self.config.bot.approval_timeout_minutes)
-        try:
-            request = await self.requests.create(
-                kind, command=spec.key, text=parsed.text, caller=caller,
-                ttl=timedelta(minutes=minutes), thread_id=thread_id,
-                approval_role=role if kind == Kind.APPROVAL else None, plan=plan)
-        except DuplicateRequest as exc:
-            reply = cards.duplicate(exc.existing, self._local(exc.existing.expires_at))
-            return Outcome(await self.renderer.render(reply), OutcomeStatus.ERROR, spec)
+        # The same request however it is spelt (job ids in another order, the default pool
+        # named or not, options in another order): see Parsed.canonical and Plan.resolved.
+        canonical = parsed.canonical(dict(plan.resolved) if plan is not None else None)
+        for attempt in range(2):
+            try:
+                request = await self.requests.create(
+                    kind, command=spec.key, text=parsed.text, caller=caller,
+                    ttl=timedelta(minutes=minutes), thread_id=thread_id,
+                    approval_role=role if kind == Kind.APPROVAL else None, plan=plan,
+                    canonical=canonical)
+                break
+            except DuplicateRequest as exc:
+                if exc.existing.expired and attempt == 0:
+                    # Overdue but not yet swept: sweep now (audited and announced like any
+                    # expiry), which frees the request for this new one.
+                    await self.expire_requests()
+                    continue
+                reply = cards.duplicate(exc.existing, self._local(exc.existing.expires_at))
+                return Outcome(await self.renderer.render(reply), OutcomeStatus.ERROR, spec)
         if kind == Kind.APPROVAL:
             return await self._announce_approval(caller, request, arguments, started)
         await self.audit.record(caller, spec.key, arguments,
@@ -304,9 +307,11 @@ class RequestFlow:
                      started: float) -> Outcome:
         spec = parsed.spec
         self.audit.record_soon(caller, spec.key, arguments, AuditDecision.INVALID,
-                               detail=f"plan: {exc}")
+                               detail=plain(f"plan: {exc}"))
         self._count(spec, AuditDecision.INVALID, started)
-        reply = Reply.error(f"{exc}. Nothing was asked or run.\nUsage: {spec.usage()}",
+        # The plan step's refusal may quote what was typed ("no target '@channel'").
+        reply = Reply.error(f"{user_unless_marked(str(exc))}. Nothing was asked or run.\n"
+                            f"Usage: {spec.usage()}",
                             title=f"{spec.words}: cannot run")
         return Outcome(reply, OutcomeStatus.ERROR, spec)
 

@@ -1,4 +1,5 @@
-"""``shiftbot run``: adapters, HTTP server and scheduler in one asyncio process."""
+"""``shiftbot run``: adapters, HTTP server and scheduler in one asyncio process (the order of
+starting and stopping them is bot/lifecycle.py's)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from bot.config import Config
 from bot.core import Bot
 from bot.health import ComponentState
 from bot.http import HttpServer
+from bot.lifecycle import Lifecycle
 from bot.observability import init_sentry
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,6 @@ ADAPTERS = {
     "slack": "bot.adapters.slack:SlackAdapter",
     "mattermost": "bot.adapters.mattermost:MattermostAdapter",
 }
-EXPIRY_SWEEP_SECONDS = 30
 
 
 class StartupError(Exception):
@@ -58,9 +59,12 @@ def build_adapters(bot: Bot) -> list[Any]:
 
 def attach_http(bot: Bot, host: str | None = None, port: int | None = None) -> HttpServer:
     """Give the bot its HTTP server (adapters mount routes on it) with the database probe."""
+    section = bot.config.bot.http
     http = HttpServer(bot.health, bot.metrics,
-                      host if host is not None else bot.config.bot.http.host,
-                      port if port is not None else bot.config.bot.http.port)
+                      host if host is not None else section.host,
+                      port if port is not None else section.port,
+                      header_timeout=section.header_timeout_seconds,
+                      body_timeout=section.body_timeout_seconds)
 
     async def database_probe() -> ComponentState:
         try:
@@ -85,8 +89,8 @@ async def _listen(http: HttpServer) -> None:
 
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
+    """``shiftbot run``: the lifecycle (bot/lifecycle.py) with the HTTP server, the scheduler
+    and every enabled adapter, until SIGTERM/SIGINT (or ``stop``)."""
     init_sentry(config)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -94,29 +98,12 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         # Not possible outside the main thread (tests run serve() in a task).
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    bot = await Bot.create(config)
-    http = attach_http(bot)
-    adapters = build_adapters(bot)
-    scheduler = AsyncIOScheduler(timezone=config.bot.timezone)
-    scheduler.add_job(bot.expire_requests, "interval", seconds=EXPIRY_SWEEP_SECONDS,
-                      id="expire-requests", max_instances=1, coalesce=True)
-    bot.services["scheduler"] = scheduler
+    lifecycle = Lifecycle(config, adapters=build_adapters, listen=_listen)
+    bot = await lifecycle.start()
     try:
-        await _listen(http)
-        scheduler.start()
-        for adapter in adapters:
-            await adapter.start()
         settle_gc()
-        log.info("shiftbot running: %s", ", ".join(["http", *bot.adapters]) )
+        log.info("shiftbot running: %s", ", ".join(["http", *bot.adapters]))
         await stop.wait()
         log.info("shutting down")
     finally:
-        for adapter in reversed(adapters):
-            try:
-                await asyncio.wait_for(adapter.stop(), 10)
-            except Exception:
-                log.exception("stopping %s failed", getattr(adapter, "name", adapter))
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
-        await http.stop()
-        await bot.close()
+        await lifecycle.stop()

@@ -5,6 +5,9 @@
 - curly and prime quotes delimit like ASCII ones: ``“ ” „ ‟ ″`` like ``"``, ``‘ ’ ‚ ‛ ′`` like
   ``'``. A quote of the other family inside a quoted part is text (``"it’s"``), and so is ``’``
   between two letters or digits (``node’s`` is an apostrophe, not an unclosed quote);
+- guillemets too: ``« »`` like ``"``, ``‹ ›`` like ``'``, in either direction (French and Swiss
+  «…», German »…«). The spaces French typography puts inside them (``« node drained »``, often
+  no-break ones) are dropped: nobody means a reason that starts or ends with a space;
 - a dash-like run (``—``, ``–``, ``−``) starting an unquoted token before a letter is ``--``;
   a single one before a digit is a minus sign. Anywhere else a dash is text:
   ``--reason "a – b"`` keeps its en dash, and so does every token after ``--``;
@@ -21,8 +24,9 @@ from __future__ import annotations
 import shlex
 import unicodedata
 
-DOUBLE_QUOTES = frozenset('"“”„‟″')
-SINGLE_QUOTES = frozenset("'‘’‚‛′")
+DOUBLE_QUOTES = frozenset('"“”„‟″«»')
+SINGLE_QUOTES = frozenset("'‘’‚‛′‹›")
+GUILLEMETS = frozenset("«»‹›")
 SMART_QUOTES = (DOUBLE_QUOTES | SINGLE_QUOTES) - {'"', "'"}
 DASHES = frozenset("—–−")  # em dash, en dash, minus sign
 _APOSTROPHE = "’"
@@ -40,6 +44,7 @@ def normalise(line: str) -> str:
     out: list[str] = []
     quote: str | None = None  # '"' or "'" while inside a quoted part
     opened = 0
+    inner_at = 0  # where the quoted part's text starts in ``out`` (to trim guillemets' spaces)
     token_at = 0  # where the current token starts in ``out``
     options_ended = False  # after a bare "--" every token is an argument
     i, n = 0, len(line)
@@ -61,6 +66,10 @@ def normalise(line: str) -> str:
             if char in DOUBLE_QUOTES or (char in SINGLE_QUOTES and not _apostrophe(line, i)):
                 quote, opened = ('"' if char in DOUBLE_QUOTES else "'"), i
                 out.append(quote)
+                inner_at = len(out)
+                if char in GUILLEMETS:  # « node drained »: the inner spaces are typography
+                    while i + 1 < n and _space(line[i + 1]) == " ":
+                        i += 1
             else:
                 out.append(_space(char))
         elif quote == '"':
@@ -68,14 +77,20 @@ def normalise(line: str) -> str:
                 out.append(line[i:i + 2])
                 i += 2
                 continue
-            if char in DOUBLE_QUOTES:
+            if char in DOUBLE_QUOTES and _closes(line[opened], char):
                 quote = None
+                _trim_inner(out, inner_at, line[opened], char)
                 out.append('"')
+            elif char == '"':  # «say "hi"»: text inside a guillemet part
+                out.append('\\"')
             else:
                 out.append(_space(char))
-        elif char in SINGLE_QUOTES and not _apostrophe(line, i):
+        elif char in SINGLE_QUOTES and _closes(line[opened], char) and not _apostrophe(line, i):
             quote = None
+            _trim_inner(out, inner_at, line[opened], char)
             out.append("'")
+        elif char == "'":  # ‹it's›: text inside a guillemet part (close, escaped ', reopen)
+            out.append("'\\''")
         else:
             out.append(_space(char))
         i += 1
@@ -110,6 +125,19 @@ def quote(token: str) -> str:
     if run:
         parts.append(shlex.quote(run))
     return "".join(parts)
+
+
+def _closes(opening: str, char: str) -> bool:
+    """A part opened by a guillemet ends at a guillemet, any other at any other quote of its
+    family: "x «y» z" quotes guillemets as text, and so does «say "hi"»."""
+    return (opening in GUILLEMETS) == (char in GUILLEMETS)
+
+
+def _trim_inner(out: list[str], inner_at: int, opening: str, closing: str) -> None:
+    """Drop the spaces before a closing guillemet (those after the opening one were skipped)."""
+    if opening in GUILLEMETS and closing in GUILLEMETS:
+        while len(out) > inner_at and out[-1] == " ":
+            out.pop()
 
 
 def _token_start(out: list[str]) -> bool:

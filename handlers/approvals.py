@@ -1,7 +1,8 @@
 """approvals, approve, deny, confirm, cancel: deciding pending requests from any entry point.
 
 The decision rules (the requester confirms; another holder of the approval role approves) live
-in the dispatcher's decision gate, ``Bot.decide``; buttons call the same method.
+in the gate, ``Gate.may_decide``: ``Bot.decide`` (buttons and these commands) and the list of
+what a person may decide both ask it.
 """
 
 from __future__ import annotations
@@ -33,16 +34,11 @@ async def approvals(ctx: Context) -> Reply:
     for request in await ctx.bot.requests.list_pending():
         if request.expired:
             continue
-        if request.kind == Kind.CONFIRM:
-            mine = request.person == person.key
-            if not mine:
-                continue
-            what = "confirm (yours)"
-        else:
-            holds = ctx.bot.gate.holds_role(ctx.caller, request.approval_role or "")
-            if request.person == person.key or holds is None:
-                continue
-            what = f"approve as {request.approval_role}"
+        choice = Choice.CONFIRM if request.kind == Kind.CONFIRM else Choice.APPROVE
+        if not ctx.bot.gate.may_decide(ctx.caller, request, choice).allowed:
+            continue
+        what = ("confirm (yours)" if choice == Choice.CONFIRM
+                else f"approve as {request.approval_role}")
         left = (request.expires_at - utcnow()).total_seconds()
         until = format_clock(request.expires_at, ctx.bot.config.bot.timezone)
         rows.append([request.id, request.person, request.text, what,

@@ -15,7 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 from bot.audit import AuditDecision, AuditEntry, AuditPage
-from bot.commands import CommandError, Context, Family, Opt, command
+from bot.commands import Context, Family, Opt, command
+from bot.markup import code, user
 from bot.reply import Reply, Table
 from bot.timefmt import format_local, zone_name
 
@@ -38,16 +39,14 @@ DECISION_COMMANDS = frozenset({"approve", "deny", "confirm", "cancel"})  # handl
         Opt("who", help="a person (or platform:id of an unknown user)"),
         Opt("command", help="a permission glob, e.g. 'condor.*'", pattern=r"[a-z0-9_.*?-]+"),
         Opt("limit", kind="int", help="at most this many entries (at most one table's rows)",
-            default=DEFAULT_LIMIT),
+            default=DEFAULT_LIMIT, min_value=1, max_value=MAX_LIMIT),
         Opt("before", kind="int", help="only entries older than this entry number (the reply "
-            "names the next page)"),
+            "names the next page)", min_value=1),
     ],
     examples=["audit", "audit --since 7d --command 'condor.*'", "audit --who alice --limit 5"],
 )
 async def audit(ctx: Context) -> Reply:
-    asked = ctx.args["limit"]
-    if asked < 1:
-        raise CommandError("--limit must be at least 1")
+    asked = ctx.args["limit"]  # 1..MAX_LIMIT: the parser refuses the rest with usage
     # Never fetch more than one table shows: the renderer would cut the rest, and the reply
     # would count entries nobody can see.
     limit = min(asked, ctx.bot.config.bot.max_table_rows, MAX_LIMIT)
@@ -76,15 +75,15 @@ def _summary(page: AuditPage, scope: str, asked: int, limit: int, args: dict[str
     text = f"{newest} {scope}, newest first; older ones match too. Times in {zone}."
     if asked > limit:
         text += f" --limit {asked} was lowered to {limit}: one table shows at most {limit} rows."
-    return text + f" Older: `{_next_command(args, limit, page.entries[-1].id)}`"
+    return text + f" Older: {code(_next_command(args, limit, page.entries[-1].id))}"
 
 
 def _scope(args: dict[str, Any]) -> str:
     parts = [f"of the last {_duration(args['since'])}"]
-    if args["who"]:
-        parts.append(f"involving {args['who']}")
-    if args["command"]:
-        parts.append(f"for {args['command']}")
+    if args["who"]:  # as typed: '--who @channel' must not notify anyone
+        parts.append(f"involving {user(args['who'])}")
+    if args["command"]:  # a glob: its * and _ are not emphasis
+        parts.append(f"for {user(args['command'])}")
     if args["before"] is not None:
         parts.append(f"before entry {args['before']}")
     return " ".join(parts)

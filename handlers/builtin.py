@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from bot.commands import Arg, CommandSpec, Context, Family, command
-from bot.helptext import command_help, family_help
+from bot.helptext import TYPING, command_help, family_help
 from bot.identity import Caller
+from bot.markup import code, user
 from bot.parser import suggest
 from bot.permissions import RoleSource
 from bot.reply import Level, Reply, Table
 
 FAMILY = Family("help", "Help and identity", order=0)
+
+
+class HelpRows(dict[tuple[object, ...], list[list[str]]]):
+    """The help table per (person, channel, role set), kept in ``bot.services``."""
 
 
 def _allowed(ctx: Context, spec: CommandSpec,
@@ -22,8 +27,7 @@ def _help_rows(ctx: Context) -> list[list[str]]:
     registry and rules are fixed once the bot runs), so it is computed once per role set:
     help is the command people run most."""
     sources = ctx.bot.gate.roles_of(ctx.caller)
-    cache: dict[tuple[object, ...], list[list[str]]] = ctx.bot.services.setdefault(
-        "help.rows", {})
+    cache = ctx.bot.services.ensure(HelpRows)
     key = (ctx.caller.person.key if ctx.caller.person else None, ctx.caller.channel_alias,
            sources)
     rows = cache.get(key)
@@ -56,17 +60,22 @@ async def help_(ctx: Context) -> Reply:
         if family is None:
             hint = suggest(" ".join(topic), registry.command_words())
             extra = f" Did you mean '{hint}'?" if hint else ""
-            return Reply.error(f"No command '{' '.join(topic)}'.{extra} 'help' lists them.")
+            return Reply.error(f"No command '{user(' '.join(topic))}'.{extra} 'help' lists "
+                               "them.", title="No such command")
         if len(topic) > 1:
             hint = suggest(topic[1], list(family.commands))
             extra = f" Did you mean '{family.name} {hint}'?" if hint else ""
-            return Reply.error(f"No command '{' '.join(topic)}'.{extra}")
+            return Reply.error(f"No command '{user(' '.join(topic))}'.{extra} "
+                               f"'help {family.name}' lists its commands.",
+                               title="No such command")
         return family_help(family, [s for s in family.commands.values() if _allowed(ctx, s)])
     rows = _help_rows(ctx)
     text = "Commands you may run here. 'help FAMILY' shows examples."
     if ctx.caller.person is None:
+        # The id is the platform's (console: whatever was given): shown inert.
         text += ("\nYou are not a configured person: ask an operator to add your "
-                 f"{ctx.caller.platform} id {ctx.caller.user_id} to the config.")
+                 f"{ctx.caller.platform} id {code(ctx.caller.user_id)} to the config.")
+    text += "\n" + TYPING  # as 'help COMMAND' ends: phones' quotes and dashes are understood
     return Reply(text, title=f"{ctx.bot.config.bot.name} help",
                  table=Table(["command", "what it does"], rows))
 
@@ -101,21 +110,27 @@ async def why(ctx: Context) -> Reply:
         key = words[-1]
         person = ctx.bot.directory.people.get(key)
         if person is None:
-            return Reply.error(f"No person '{key}' in the config.")
+            return Reply.error(f"No person '{user(key)}' in the config. Name a person by their "
+                               "config key, as 'whoami' shows it; 'who-can COMMAND' lists who "
+                               "may run a command.", title="No such person")
         caller = Caller(caller.platform, person.ids.get(caller.platform, key), person,
                         caller.channel_id, caller.channel_alias)
         words = words[:-2]
     spec = ctx.bot.registry.find_words(" ".join(words[:2]))
     if spec is None:
-        return Reply.error(f"No command '{' '.join(words)}'; 'help' lists them.")
+        return Reply.error(f"No command '{user(' '.join(words))}'; 'help' lists them.",
+                           title="No such command")
     decision = ctx.bot.gate.check(caller, spec.permission)
-    who = caller.label
+    # An unknown caller's label (platform:id) and the gate's reason (channel names) hold what
+    # the platform or the person gave; a person's key is the config's.
+    who = caller.label if caller.person else user(caller.label)
+    reason = user(decision.reason)
     if not decision.allowed:
         return Reply(f"{who} may not run '{spec.words}' (permission {spec.permission}): "
-                     f"{decision.reason}.", title="Denied", level=Level.DENIED)
+                     f"{reason}.", title="Denied", level=Level.DENIED)
     extra = " It asks for confirmation first." if spec.destructive else ""
     return Reply(f"{who} may run '{spec.words}' (permission {spec.permission}): "
-                 f"{decision.reason}.{extra}", title="Allowed", level=Level.OK)
+                 f"{reason}.{extra}", title="Allowed", level=Level.OK)
 
 
 @command("who-can", summary="Who may run a command", args=[Arg("command", many=True)],
@@ -124,7 +139,8 @@ async def who_can(ctx: Context) -> Reply:
     words = " ".join(ctx.args["command"])
     spec = ctx.bot.registry.find_words(words)
     if spec is None:
-        return Reply.error(f"No command '{words}'; 'help' lists them.")
+        return Reply.error(f"No command '{user(words)}'; 'help' lists them.",
+                           title="No such command")
     lines = ctx.bot.gate.who_can(spec.permission)
     if not lines:
         return Reply(f"Nobody may run '{spec.words}' (permission {spec.permission}).",

@@ -30,21 +30,21 @@ _ERROR_FROM = re.compile(r"^Error from [^:]+:\s*")
 
 async def startup(bot: Any) -> None:
     if bot.config.condor.pools:
-        bot.services["condor"] = CondorService.from_config(bot.config)
+        bot.services.add(CondorService.from_config(bot.config))
 
 
 async def shutdown(bot: Any) -> None:
-    service = bot.services.pop("condor", None)
+    service = bot.services.pop(CondorService)
     if service is not None:
         await service.close()
 
 
 def service_of(ctx: Context) -> CondorService:
-    service = ctx.bot.services.get("condor")
+    service = ctx.bot.services.get(CondorService)
     if service is None:
         if not ctx.bot.config.condor.pools:
             raise CommandError("No HTCondor pool is configured (the condor: section is empty).")
-        service = ctx.bot.services["condor"] = CondorService.from_config(ctx.bot.config)
+        service = ctx.bot.services.add(CondorService.from_config(ctx.bot.config))
     return service
 
 

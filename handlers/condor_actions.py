@@ -13,6 +13,7 @@ from __future__ import annotations
 from bot.commands import Arg, CommandError, Context, Opt, Plan, command
 from bot.condor import preview
 from bot.condor.models import ActionResult
+from bot.markup import user
 from bot.render import format_duration
 from bot.reply import Level, Reply, Visibility
 from handlers.condor import _POOL_OPT, _Failures, service_of
@@ -49,7 +50,7 @@ async def _plan_act(ctx: Context, action: str) -> Plan:
         details.append(f"left alone ({_NOT_APPLICABLE[action]}): "
                        f"{preview.by_state(matched, left)}")
     return Plan(preview.summary(action, matched, targets, where), frozenset(targets),
-                tuple(details))
+                tuple(details), resolved=(("pool", spec.name),))
 
 
 async def _act(ctx: Context, action: str) -> Reply:
@@ -78,7 +79,7 @@ def action_reply(pool: str, schedd: str, action: str, result: ActionResult, batc
                  scoped: bool) -> Reply:
     where = " within this pool's scope" if scoped else ""
     if not result.targets:
-        what = f"batch {batch}" if batch else ", ".join(result.not_found)
+        what = f"batch {user(batch)}" if batch else ", ".join(result.not_found)  # as typed
         return Reply.error(f"No job of {what} in the queue of {schedd}{where}: nothing was "
                            f"{_DONE[action].lower()}.", title=f"condor {_WORD[action]} failed")
     skipped = result.bad_status + result.already_done
@@ -118,7 +119,7 @@ async def _plan_resubmit(ctx: Context) -> Plan:
     removal = (preview.summary("remove", matched, targets, where) if targets
                else f"finds no job of batch {source.batch} {where} to remove")
     return Plan(f"{removal}, waits up to {wait} for them to leave the queue, then submits "
-                f"{source.name} again", frozenset(targets))
+                f"{source.name} again", frozenset(targets), resolved=(("pool", spec.name),))
 
 
 @command(
@@ -169,7 +170,8 @@ async def submit(ctx: Context) -> Reply:
     async with _Failures():
         spec = service.pool(ctx.args["pool"])
         outcome = await service.submit(spec.name, ctx.args["name"])
-    return Reply(title=f"condor submit {ctx.args['name']}", template="condor_submit.j2",
+    # The name is a configured description by now, but it is still what was typed.
+    return Reply(title=f"condor submit {user(ctx.args['name'])}", template="condor_submit.j2",
                  data={"pool": spec.name, "name": ctx.args["name"], "outcome": outcome,
                        "clusters": ", ".join(map(str, outcome.clusters)), "removed": None},
                  level=Level.OK, visibility=Visibility.CHANNEL)
@@ -191,7 +193,8 @@ async def resubmit(ctx: Context) -> Reply:
         spec = service.pool(ctx.args["pool"])
         outcome = await service.resubmit(spec.name, ctx.args["name"], progress=ctx.progress)
     removed = outcome.removed
-    return Reply(title=f"condor resubmit {ctx.args['name']}", template="condor_submit.j2",
+    return Reply(title=f"condor resubmit {user(ctx.args['name'])}",
+                 template="condor_submit.j2",
                  data={"pool": spec.name, "name": ctx.args["name"],
                        "outcome": outcome.submitted,
                        "clusters": ", ".join(map(str, outcome.submitted.clusters)),

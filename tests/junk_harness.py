@@ -123,12 +123,14 @@ class _Keep(logging.Handler):
 
 @contextlib.asynccontextmanager
 async def junk_rig(make_bot: Callable[..., Awaitable[Bot]], slack: Any, *,
-                   extra_routes: tuple[tuple[str, str, Any], ...] = ()) -> AsyncIterator[JunkRig]:
+                   extra_routes: tuple[tuple[str, str, Any], ...] = (),
+                   http: dict[str, Any] | None = None) -> AsyncIterator[JunkRig]:
     """Slack (HTTP mode) and Mattermost routes (plus ``extra_routes``: method, path, handler)
-    on one server; Sentry on, recording."""
+    on one server (``http``: more ``bot.http`` settings); Sentry on, recording."""
     sample_handlers.RUNS.clear()
     bot = await make_bot({
-        "bot": {"sentry_dsn": "https://public@sentry.invalid/1", "environment": "test"},
+        "bot": {"sentry_dsn": "https://public@sentry.invalid/1", "environment": "test",
+                "http": http or {}},
         "slack": {"mode": "http", "bot_token": slack.bot_token,
                   "signing_secret": slack.signing_secret, "api_url": slack.api_url,
                   "commands": {"/shiftbot": None, "/sample": "sample"}},
@@ -143,19 +145,19 @@ async def junk_rig(make_bot: Callable[..., Awaitable[Bot]], slack: Any, *,
     old_level = root.level
     root.addHandler(keep)
     root.setLevel(logging.INFO)
-    http = attach_http(bot, "127.0.0.1", 0)
+    server = attach_http(bot, "127.0.0.1", 0)
     assert bot.config.slack is not None and bot.config.mattermost is not None
     slack_adapter = SlackAdapter(bot, bot.config.slack)
     mattermost = MattermostAdapter(bot, bot.config.mattermost)  # routes only: not started
     for method, path, handler in extra_routes:
-        http.add_route(method, path, handler)
-    await http.start()
+        server.add_route(method, path, handler)
+    await server.start()
     await slack_adapter.start()
     try:
-        yield JunkRig(bot, http, slack_adapter, mattermost, transport, records)
+        yield JunkRig(bot, server, slack_adapter, mattermost, transport, records)
     finally:
         await slack_adapter.stop()
-        await http.stop()
+        await server.stop()
         root.removeHandler(keep)
         root.setLevel(old_level)
         sentry_sdk.init(dsn=None)

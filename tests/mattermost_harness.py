@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +85,8 @@ class Stack:
         channel = self.mm.channel(stored["channel_id"])
         return {"user_id": u.id, "user_name": u.username, "channel_id": channel.id,
                 "channel_name": channel.name, "team_id": channel.team_id,
-                "team_domain": self.mm.team.name, "post_id": stored["id"], "trigger_id": "t",
+                "team_domain": self.mm.team.name, "post_id": stored["id"],
+                "trigger_id": secrets.token_hex(8),
                 "type": "button", "context": action["integration"]["context"]}
 
     async def metric(self, line_start: str) -> float:

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sqlite3
 import time
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from conftest import console
 
-from bot.core import OutcomeStatus
-from bot.identity import Inbound
+from bot.audit import AuditDecision
+from bot.core import Bot, OutcomeStatus
+from bot.identity import Caller, Inbound
+from bot.markup import plain
+from bot.render import render_text
 from bot.secrets import masker
+from handlers.audit import MAX_LIMIT
 
 
 async def test_entries_have_the_full_story(make_bot) -> None:  # type: ignore[no-untyped-def]
@@ -96,6 +104,29 @@ async def test_quick_rows_are_written_in_batches(make_bot, monkeypatch) -> None:
             break
         await asyncio.sleep(0.02)
     assert batches == [25, 1]
+
+
+async def test_unstorable_text_never_blocks_the_audit(make_config) -> None:  # type: ignore[no-untyped-def]
+    """Slack's and Mattermost's JSON can deliver lone surrogates ("\\ud800"). The parser refuses
+    such a line, but its audit row holds the line as sent: SQLite cannot encode it, and the
+    writer used to retry that batch forever, so every later row and shutdown waited too."""
+    bot = await Bot.create(make_config())
+    try:
+        out = await bot.handle(Inbound("slack", "U0ALICE01", "sample echo \ud800",
+                                       channel_id="C\udc00"))
+        assert out.status == OutcomeStatus.USAGE and "U+D800" in plain(out.reply.text)
+        # Whoever builds the row: every text column is stored, escaped and cut to its width.
+        bot.audit.record_soon(Caller("mattermost", "u\udfff" + "x" * 200, None, "c\x00"), None,
+                              "a\x00b\ud83d", AuditDecision.INVALID, detail="d\udc00")
+        entries = await asyncio.wait_for(bot.audit.query(limit=5), 5)
+    finally:
+        await asyncio.wait_for(bot.close(), 5)
+    direct, line = entries
+    assert (line.decision, line.arguments) == ("invalid", "sample echo \\ud800")
+    assert line.channel == "C\ufffd"  # an id with a surrogate is no real id: made unknown
+    assert direct.platform_user == "u\\udfff" + "x" * 92 + "…"  # String(100)
+    assert (direct.channel, direct.arguments, direct.detail) == ("c\\u0000", "a\\u0000b\\ud83d",
+                                                                 "d\\udc00")
 
 
 # ------------------------------------------------------------------------- the audit view
@@ -191,7 +222,7 @@ async def test_limit_beyond_one_table_is_said_and_paged(make_bot) -> None:  # ty
         out = await bot.handle(console("alice", line))
         replies.append(out.reply.text)
         seen += [row["what"].split("words=")[1] for row in view(out)]
-        found = re.search(r"Older: `([^`]+)`", out.reply.text)
+        found = re.search(r"Older: `([^`]+)`", render_text(out.reply, "console"))
         line = found.group(1) if found else ""
     assert seen == [f"n{i}" for i in range(11, -1, -1)]  # all 12, newest first, none twice
     assert len(replies) == 3
@@ -213,8 +244,14 @@ async def test_limit_says_whether_more_entries_exist(make_bot) -> None:  # type:
     assert more.reply.text.startswith("The newest 3 entries")
     assert "older ones match too" in more.reply.text and "--before" in more.reply.text
     assert "lowered" not in more.reply.text
-    bad = await bot.handle(console("alice", "audit --limit 0"))
-    assert bad.status == OutcomeStatus.ERROR and "at least 1" in bad.reply.text
+    # Out of bounds: the parser refuses it with the usage; the handler never sees it.
+    for bounds, said in (("--limit 0", "limit: must be at least 1, got 0"),
+                         ("--limit -3", "limit: must be at least 1, got -3"),
+                         (f"--limit {MAX_LIMIT + 1}", f"must be at most {MAX_LIMIT}, got"),
+                         ("--before 0", "before: must be at least 1, got 0")):
+        bad = await bot.handle(console("alice", f"audit {bounds}"))
+        assert bad.status == OutcomeStatus.USAGE, bounds
+        assert said in plain(bad.reply.text) and "Usage: audit" in plain(bad.reply.text)
 
 
 async def test_filters_find_old_matches_and_unknown_users(make_bot) -> None:  # type: ignore[no-untyped-def]
@@ -258,3 +295,21 @@ async def test_view_times_are_local_and_named_across_dst(make_bot, monkeypatch) 
     stored = await bot.audit.query(since=None, command_glob="sample.echo")
     assert [e.ts.hour for e in stored] == [1, 0] and all(e.ts.utcoffset() == timedelta(0)
                                                          for e in stored)
+
+
+async def test_arguments_mask_a_secret_before_json_escapes_it(
+        make_bot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """JSON escapes a secret ('ä' -> '\\u00e4', '"' -> '\\"'): masked before encoding, so the
+    stored row and the 'audit' view (which decodes it) never hold it."""
+    secret = 'pässwort-"geheim"-4711'
+    monkeypatch.setenv("DB_PASSWORD", secret)
+    bot = await make_bot({"bot": {"environment": "${DB_PASSWORD}"}})  # any key: a secret
+    await bot.handle(console("alice", f"sample echo '{secret}'"))
+    await bot.audit.flush()
+    rows = sqlite3.connect(tmp_path / "bot.db").execute("select arguments from audit").fetchall()
+    stored = [r[0] for r in rows]
+    assert any("***" in row for row in stored), stored
+    assert not any("geheim" in row or "geheim" in str(json.loads(row)) for row in stored
+                   if row.startswith("{")), stored
+    shown = render_text((await bot.handle(console("alice", "audit"))).reply, "console")
+    assert "geheim" not in shown, shown

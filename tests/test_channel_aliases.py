@@ -19,9 +19,13 @@ from fakes.mattermost import Channel, FakeMattermost, new_id
 from fakes.slack import FakeSlack, User
 from mattermost_harness import Stack, running
 
+from bot.adapters.aliases import PENDING, AliasTable
+from bot.adapters.mattermost.channels import resolve_aliases
+from bot.adapters.mattermost.inbound import is_mattermost_id
 from bot.adapters.slack import SlackAdapter
 from bot.adapters.slack.channels import FAILURE_RETRY, ChannelDirectory
 from bot.core import Bot
+from bot.health import Health
 from bot.http import HttpServer
 from bot.runtime import attach_http
 
@@ -118,6 +122,29 @@ async def test_mattermost_unresolvable_alias_grants_nothing_and_is_reported(
         assert st.adapter.alias_for(st.mm.channel("alerts").id) == "alerts"
 
 
+async def test_mattermost_id_shaped_values_are_verified_in_the_team(make_bot) -> None:
+    """Mattermost names a channel whose display name has no Latin letters with 26 id-like
+    characters; an id of a channel of another team is no channel of ours either. A configured
+    value shaped like an id is bound only once GET /channels/{id} says it is a channel of the
+    team, else it is tried as a name, else it grants nothing and is reported."""
+    name_like_id = "k4q9x1m2n3b5v6c7z8l0p1o2i3"
+    assert is_mattermost_id(name_like_id)
+    table = AliasTable("mattermost", {"ops": name_like_id}, is_mattermost_id, Health())
+    assert table.unresolved == {"ops": PENDING} and table.alias_for(name_like_id) is None
+    async with running(make_bot) as st:
+        by_name = st.mm.add_channel(name_like_id, display_name="運用")
+        ours = st.mm.add_channel("night-ops")
+        theirs = other_team_channel(st.mm, "ops")
+        table = AliasTable("mattermost", {"jp": name_like_id, "night": ours.id,
+                                          "other": theirs.id, "ghost": new_id()},
+                           is_mattermost_id, Health())
+        await resolve_aliases(st.adapter.rest, st.mm.team.name, table, st.adapter.team_id)
+        assert table.ids == {"jp": by_name.id, "night": ours.id}
+        assert table.alias_for(theirs.id) is None
+        assert table.unresolved["other"].startswith(f"channel {theirs.id} is not in team ")
+        assert table.unresolved["ghost"].startswith("no channel with id ")
+
+
 # ---------------------------------------------------------------------------------- Slack
 
 DAVE = "U0DAVE001"
@@ -211,20 +238,40 @@ async def test_slack_alias_paging_failure_is_retried_later(slack: FakeSlack) -> 
     await directory.close()
 
 
-async def test_slack_renamed_channel_loses_the_alias_after_the_cache_expires(
-        slack: FakeSlack) -> None:
+async def test_slack_alias_does_not_follow_its_name_to_another_channel(
+        slack: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
+    """#shifters is renamed; anybody may then create a public #shifters. The alias (and the
+    grants limited to it) stays with the channel first resolved; the move is an ERROR and is
+    in /healthz, and posts still go to the channel the operator meant."""
+    caplog.set_level(logging.ERROR, logger="bot.adapters")
     now = [1000.0]
+    health = Health()
     directory = ChannelDirectory(slack.web_client(), {"ops": "#shifters"}, ttl=60,
-                                 clock=lambda: now[0])
+                                 clock=lambda: now[0], health=health)
     assert await directory.alias_for(SHIFTERS) == "ops"
-    slack.channel(SHIFTERS).name = "shifters-old"  # renamed; a new #shifters is made
-    new = slack.add_channel("shifters")
-    now[0] += 61
-    assert await directory.alias_for(SHIFTERS) == "ops"  # answered now, refreshed meanwhile
+    slack.channel(SHIFTERS).name = "shifters-old"
+    evil = slack.add_channel("shifters")
+    now[0] += 61  # the periodic re-resolution is due; any inbound message starts it
+    assert await directory.alias_for(evil.id) is None
     while directory._refresh is not None:
         await asyncio.sleep(0.01)
-    assert await directory.alias_for(SHIFTERS) is None
-    assert await directory.alias_for(new.id) == "ops"
+    assert await directory.alias_for(evil.id) is None
+    assert await directory.alias_for(SHIFTERS) == "ops"
+    assert await directory.resolve("ops") == SHIFTERS
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [f"slack.channels.ops: the name 'shifters' now is channel {evil.id}; the "
+                      f"alias stays channel {SHIFTERS} (renamed, or a new channel took the "
+                      "name?); configure the alias by id to silence this"]
+    detail = (await health.snapshot())["channels"].detail
+    assert f"kept the first channel: slack.channels.ops (the name 'shifters' now is channel " \
+        f"{evil.id})" in detail
+    # renamed back: nothing to report any more
+    evil.name, slack.channel(SHIFTERS).name = "evil", "shifters"
+    now[0] += 61
+    await directory.alias_for(SHIFTERS)
+    while directory._refresh is not None:
+        await asyncio.sleep(0.01)
+    assert "kept the first channel" not in (await health.snapshot())["channels"].detail
     await directory.close()
 
 

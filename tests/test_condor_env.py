@@ -24,7 +24,7 @@ from bot.condor.configcheck import check_pools
 from bot.condor.demo import DemoSchedd
 from bot.condor.errors import CondorConfigError
 from bot.condor.models import DEFAULT_GETENV_ALLOW
-from bot.condor.service import CondorService
+from bot.condor.service import CondorService, pool_specs
 from bot.condor.submitdesc import restrict_description, restrict_getenv
 from bot.condor.worker import worker_environment
 from bot.config import parse_config
@@ -101,6 +101,27 @@ def test_worker_environment_is_an_allow_list(secrets: None) -> None:
     assert not [v for v in ALL_SECRETS if any(v in value for value in env.values())]
     assert env["BEARER_TOKEN_FILE"] == "/etc/pool-bearer"  # configured for the pool: passed
     assert env["LC_TIME"] == "C" and env["PYTHONUNBUFFERED"] == "1"
+
+
+@pytest.mark.parametrize("name", ["LC_SHIFTBOT_TOKEN", "_condor_slack_token", "PATH"])
+def test_a_configured_secret_never_reaches_the_worker(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      name: str) -> None:
+    """Inherited names are filtered by what they hold too: ssh's 'SendEnv LC_*' carries tokens
+    to hosts, so a chat secret may live in an LC_* (or _CONDOR_*, or any passed) variable. The
+    value, even inside a longer one, stays behind; the pool's own environment: is kept."""
+    token = "xoxb-secret-in-an-inherited-name-4711"
+    monkeypatch.setenv(name, f"/x:{token}:/y")
+    monkeypatch.setenv("SHIFTBOT_TEST_TOKEN", token)
+    pool = {**demo_gwcelery_pool(), "environment": {"_CONDOR_SCITOKENS_FILE": f"${{{name}}}"}}
+    config = parse_config({
+        "slack": {"bot_token": "${SHIFTBOT_TEST_TOKEN}", "signing_secret": "s" * 32,
+                  "mode": "http"},
+        "condor": {"pools": {"gwcelery": pool}}}, tmp_path)
+    env = worker_environment(pool_specs(config.condor)["gwcelery"])
+    # what the operator gives the worker on purpose is passed as configured; nothing else
+    assert env.pop("_CONDOR_SCITOKENS_FILE") == f"/x:{token}:/y"
+    assert name not in env and not [v for v in env.values() if token in v]
 
 
 async def test_real_worker_process_has_no_secret(secrets: None, tmp_path: Path) -> None:

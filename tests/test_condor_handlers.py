@@ -13,7 +13,9 @@ import pytest
 from conftest import console
 from fakes.condor import GWCELERY_SCOPE, SilentServer, closed_port, condor_config, demo_pool
 
+from bot.condor.service import CondorService
 from bot.core import Bot, OutcomeStatus
+from bot.markup import plain
 from bot.render import render_text
 from bot.reply import Choice
 
@@ -42,7 +44,7 @@ async def test_q_totals_and_the_jobs_that_are_not_running(bot: Bot) -> None:
     assert out.status == OutcomeStatus.OK, text(out)
     reply = out.reply
     assert "24 jobs: R 21, I 2, H 1" in reply.text
-    assert 'scope: JobBatchName == "gwcelery" && Owner == "emfollow"' in reply.text
+    assert 'scope: JobBatchName == "gwcelery" && Owner == "emfollow"' in plain(reply.text)
     assert reply.table is not None
     assert reply.table.columns == ["job", "owner", "batch", "st", "in state", "worker",
                                    "hold reason"]
@@ -77,7 +79,7 @@ async def test_hostile_input_cannot_widen_the_query(bot: Bot) -> None:
     assert "0 jobs: none" in out.reply.text and out.reply.table is None
     out = await run(bot, "alice", "condor q --constraint 'true) || (true'")
     assert out.status == OutcomeStatus.ERROR
-    assert out.reply.text == "--constraint: unbalanced ')'"
+    assert plain(out.reply.text) == "--constraint: unbalanced ')'"
     out = await run(bot, "alice", "condor q --constraint 'JobStatus == 5; x = 1'")
     assert out.status == OutcomeStatus.ERROR and "';' is not allowed" in out.reply.text
     out = await run(bot, "alice", "condor hold '1 || true'")
@@ -87,7 +89,7 @@ async def test_hostile_input_cannot_widen_the_query(bot: Bot) -> None:
 async def test_unknown_pool_is_a_one_line_error(bot: Bot) -> None:
     out = await run(bot, "alice", "condor q nowhere")
     assert out.status == OutcomeStatus.ERROR
-    assert out.reply.text == "unknown pool 'nowhere'; known: gwcelery, all"
+    assert plain(out.reply.text) == "unknown pool 'nowhere'; known: gwcelery, all"
 
 
 async def test_analyze(bot: Bot) -> None:
@@ -107,9 +109,9 @@ async def test_analyze(bot: Bot) -> None:
     assert "running (R)" in running.reply.text and "worker (local)" in text(running)
     missing = await run(bot, "alice", "condor analyze 100.0")  # exists, outside the scope
     assert missing.status == OutcomeStatus.ERROR
-    assert missing.reply.text == ("job 100.0 is not in the queue of schedd "
-                                  "emfollow.ligo.caltech.edu within this pool's scope "
-                                  "(finished jobs are in condor_history)")
+    assert plain(missing.reply.text) == ("job 100.0 is not in the queue of schedd "
+                                         "emfollow.ligo.caltech.edu within this pool's scope "
+                                         "(finished jobs are in condor_history)")
 
 
 async def test_hold_and_release_record_who_and_why(bot: Bot) -> None:
@@ -201,7 +203,7 @@ async def test_rm_acts_only_on_the_confirmed_jobs(bot: Bot) -> None:
 async def test_rm_batch_asks_again_when_more_jobs_match(bot: Bot) -> None:
     asked = await run(bot, "carol", "condor rm --batch gwcelery")
     # Meanwhile the batch grew: a resubmit by someone else adds jobs to it.
-    service = bot.services["condor"]
+    service = bot.services.require(CondorService)
     held = await run(bot, "carol", "condor hold 1.0")  # not a change in membership: still ok
     assert held.status == OutcomeStatus.OK, text(held)
     source = await service.load_submit(service.pool("gwcelery"), "gwcelery")
@@ -218,8 +220,8 @@ async def test_submit_refuses_duplicates_and_resubmit_waits(bot: Bot) -> None:
     assert refused.status == OutcomeStatus.ERROR
     assert "batch gwcelery already has jobs" in refused.reply.text
     unknown = await run(bot, "carol", "condor submit nope")
-    assert unknown.reply.text == ("pool gwcelery has no submit description 'nope' "
-                                  "(configured: gwcelery)")
+    assert plain(unknown.reply.text) == ("pool gwcelery has no submit description 'nope' "
+                                         "(configured: gwcelery)")
     asked = await run(bot, "carol", "condor resubmit gwcelery")
     assert asked.status == OutcomeStatus.PENDING
     said: list[str] = []
@@ -249,15 +251,16 @@ async def test_resubmit_gives_up_and_submits_nothing(make_bot: Any) -> None:
     done = await bot.decide(console("carol", ""), asked.request_id, Choice.CONFIRM)
     assert time.perf_counter() - started < 4
     assert done.status == OutcomeStatus.ERROR
-    assert done.reply.text.startswith("gave up after 1 s: 21 jobs of batch gwcelery are still "
-                                      "in the queue (21 removed); nothing was submitted.")
+    assert plain(done.reply.text).startswith(
+        "gave up after 1 s: 21 jobs of batch gwcelery are still in the queue (21 removed); "
+        "nothing was submitted.")
     after = await run(bot, "carol", "condor q --all")
     assert "21 jobs: X 21" in after.reply.text
 
 
 async def test_worker_respawn_after_a_kill(bot: Bot) -> None:
     await run(bot, "alice", "condor q")
-    service = bot.services["condor"]
+    service = bot.services.require(CondorService)
     worker = service.worker("gwcelery")
     old = worker.pid
     await worker.kill()
@@ -275,8 +278,8 @@ async def test_closed_port_is_a_plain_error(make_bot: Any) -> None:
     bot = await make_bot(condor_config({"dead": {"schedd_address": f"127.0.0.1:{port}"}}))
     out = await run(bot, "alice", "condor q")
     assert out.status == OutcomeStatus.ERROR
-    assert out.reply.text == (f"schedd 127.0.0.1:{port} is unreachable (connection refused or "
-                              "host down)")
+    assert plain(out.reply.text) == (f"schedd 127.0.0.1:{port} is unreachable (connection "
+                                     "refused or host down)")
     assert "Traceback" not in text(out) and "CEDAR" not in text(out)
 
 
@@ -301,7 +304,8 @@ async def test_a_hung_schedd_does_not_stop_the_bot(make_bot: Any) -> None:
         assert demo_out.status == OutcomeStatus.OK and "24 jobs" in demo_out.reply.text
         assert help_done < 1.0 and demo_done < 1.5 and still_waiting
         assert out.status == OutcomeStatus.ERROR
-        assert out.reply.text.startswith(f"schedd {server.address} did not answer within 2 s")
+        assert plain(out.reply.text).startswith(
+            f"schedd {server.address} did not answer within 2 s")
         assert 2 <= elapsed < 3  # deadline + 1 s
         assert server.connections >= 1
 

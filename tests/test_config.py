@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import BASE, deep_merge
 
-from bot.checks import check_references
 from bot.config import ConfigError, load_config, parse_config
+from bot.configchecks import check_references
 from bot.registry import Registry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,6 +97,21 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           text=True, cwd=REPO, env=env, timeout=60)
 
 
+def test_a_granted_alias_an_enabled_platform_does_not_map_is_a_warning(tmp_path: Path) -> None:
+    raw = deep_merge(BASE, {
+        "grants": [{"role": "viewer", "people": ["alice"], "channels": ["ops"]}],
+        "slack": {"bot_token": "xoxb-1", "app_token": "xapp-1", "channels": {"ops": "C0OPS0001"}},
+        "mattermost": {"url": "https://mm.example.org", "team": "t", "token": "t" * 26,
+                       "channels": {"alerts": "alerts"}}})
+    config = parse_config(raw, tmp_path)
+    problems = check_references(config, Registry().load(config.bot.handlers))
+    unmapped = [p for p in problems if p.path == "grants[0].channels[0]"]
+    assert [(p.severity, str(p)) for p in unmapped] == [(
+        "warning", "warning: grants[0].channels[0]: channel alias 'ops' is not mapped on "
+        "mattermost: the grant applies in no mattermost channel (add it to "
+        "mattermost.channels, or ignore this if that is intended)")]
+
+
 def test_check_config_cli(tmp_path: Path) -> None:
     good = _cli("check-config", "--config", "config/demo.yaml")
     assert good.returncode == 0, good.stdout + good.stderr
@@ -107,7 +122,7 @@ def test_check_config_cli(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(broken))
     bad = _cli("check-config", "--config", str(path))
     assert bad.returncode == 1
-    assert ("roles.shifter.allow[5]: unknown permission 'condor.rmm' "
+    assert ("roles.shifter.allow[7]: unknown permission 'condor.rmm' "
             "(did you mean 'condor.rm'?)") in bad.stdout
 
 

@@ -15,6 +15,7 @@ import yaml
 from conftest import BASE, CORE_HANDLERS, deep_merge
 
 from bot.config import ConfigError, load_config, parse_config
+from bot.configfile import read_yaml
 from bot.secrets import MaskingFilter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,6 +67,34 @@ def test_duplicate_yaml_keys_are_errors_with_path_and_line(tmp_path: Path) -> No
         "grants: duplicate key 'grants' at line 12 (first at line 5) (YAML would silently keep "
         "only the last one: merge them)",
     ]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Two '<<' in one mapping: the second silently replaced what the first merged (expert
+    # would hold the shifter's permissions, not the viewer's).
+    ("roles:\n  viewer: &viewer {allow: [help]}\n  shifter: &shifter {allow: [help, whoami]}\n"
+     "  expert:\n    <<: *viewer\n    <<: *shifter\n",
+     ["roles.expert.<<: duplicate key '<<' at line 6 (first at line 5) (one merge key takes a "
+      "list: <<: [*a, *b])",
+      "roles.expert.allow: key 'allow' is merged from two mappings (lines 2 and 3) (YAML would "
+      "silently take one of them: set it explicitly in this mapping)"]),
+    # One '<<' with a list: the *first* mapping silently wins a key both give.
+    ("a: &a {x: 1, y: 2}\nb: &b {x: 3}\nc:\n  <<: [*a, *b]\n",
+     ["c.x: key 'x' is merged from two mappings (lines 1 and 2) (YAML would silently take one "
+      "of them: set it explicitly in this mapping)"]),
+])
+def test_a_key_two_merges_give_is_an_error(text: str, expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as error:
+        read_yaml(text, "shiftbot.yaml")
+    assert [str(p) for p in error.value.problems] == expected
+
+
+def test_merge_keys_with_explicit_overrides_still_work() -> None:
+    text = ("d: &d {x: 1, y: 2}\ne: {<<: *d, x: 5}\n"
+            "a: &a {x: 1, y: 2}\nb: &b {<<: *a, z: 3}\nc: {<<: [*b, *a, *d], x: 4, y: 0}\n")
+    raw = read_yaml(text, "shiftbot.yaml")
+    assert raw["e"] == {"x": 5, "y": 2}  # the mapping's own key overrides the merged one
+    assert raw["c"] == {"x": 4, "y": 0, "z": 3}  # one anchor reached twice is no conflict
 
 
 def test_people_sharing_a_platform_account_are_errors(tmp_path: Path) -> None:
@@ -155,7 +184,7 @@ def test_env_values_under_plain_keys_are_masked_in_logs(
 
 def test_traceback_text_is_masked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                   masked_log: tuple[logging.Logger, io.StringIO]) -> None:
-    monkeypatch.setenv("UPSTREAM_TOKEN", "traceback-token-0815")
+    monkeypatch.setenv("UPSTREAM_TOKEN", "https://traceback-token-0815@sentry.invalid/1")
     monkeypatch.setenv("PLAIN_TOKEN", "traceback-token-plain-key")
     config = parse_config(deep_merge(BASE, {"bot": {
         "sentry_dsn": "${UPSTREAM_TOKEN}", "name": "${PLAIN_TOKEN}"}}), tmp_path)
@@ -198,3 +227,31 @@ def test_check_config_output_never_shows_an_env_secret(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "bot.timezone: Value error, unknown IANA timezone '***'" in result.stdout
     assert "check-config-token-99" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("value", ["tz\\token-value-1234", "tz'tok\"en-value-1234",
+                                   "tz-token\x7fvalue-1234", "tz-tökén-value-1234"])
+def test_an_escaped_secret_is_masked_in_problems(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                value: str) -> None:
+    """Problems quote values with repr(): a secret holding a backslash, a quote, a control or
+    non-ASCII character is printed escaped, and that spelling is masked too."""
+    monkeypatch.setenv("TZ_TOKEN", value)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(deep_merge(BASE, {"bot": {"timezone": "${TZ_TOKEN}"}}), tmp_path)
+    text = "\n".join([str(caught.value), *map(str, caught.value.problems)])
+    assert "tok" not in text and "value-1234" not in text, text
+
+
+def test_check_config_warns_about_a_secret_too_short_to_mask(tmp_path: Path) -> None:
+    (tmp_path / "short").write_text("xy\n")
+    raw = deep_merge(BASE, {"bot": {"handlers": CORE_HANDLERS, "environment": "${SHORT_ONE}",
+                                    "name_file": str(tmp_path / "short")}})
+    raw["bot"].pop("name", None)
+    path = tmp_path / "shiftbot.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = check_config(path, {"SHORT_ONE": "abc"})
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning, not an error
+    assert ("warning: bot.environment: the secret from ${SHORT_ONE} is shorter than 4 "
+            "characters") in result.stdout, result.stdout
+    assert "warning: bot.name_file: the secret from " in result.stdout, result.stdout

@@ -137,6 +137,25 @@ async def test_another_command_at_the_prompt_is_run_not_swallowed(make_bot) -> N
     assert request.text == "sample wipe disk"
 
 
+@pytest.mark.parametrize("answer", ["/quit", "/exit", "/q"])
+async def test_quit_at_the_prompt_quits(make_bot, answer: str) -> None:  # type: ignore[no-untyped-def]
+    bot = await make_bot()
+    out = io.StringIO()
+    console = ConsoleAdapter(bot, ConsoleSession("alice"), out=out, read_line=_scripted(
+        ["sample wipe disk", answer, "sample echo after quit"]))
+    assert await console.repl() == 0
+    assert "after quit" not in out.getvalue() and "wiped" not in out.getvalue()
+
+
+async def test_console_commands_at_the_prompt_are_not_lost(make_bot) -> None:  # type: ignore[no-untyped-def]
+    bot = await make_bot()
+    out = io.StringIO()
+    console = ConsoleAdapter(bot, ConsoleSession("alice"), out=out, read_line=_scripted(
+        ["sample wipe disk", "/as bob", "whoami"]))
+    assert await console.repl() == 0
+    assert console.session.person == "bob"
+
+
 def test_confirm_choice_words() -> None:
     from bot.adapters.console import confirm_choice
     from bot.reply import Choice

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sqlalchemy import func, select, text
 from bot import db
 from bot.audit import _insert_many
 from bot.core import Bot, OutcomeStatus
+from bot.identity import Inbound
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
@@ -109,3 +111,39 @@ async def test_everything_works_on_postgresql(make_config, postgres_url: str) ->
     second = db.Database(postgres_url)
     assert second.migrate() == db.LATEST
     second.close()
+
+
+@pytest.mark.postgres
+async def test_postgresql_refusals_never_block_the_audit(make_config, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL refuses NUL in text and values longer than a column: an unparsable line with
+    a NUL, or a platform id longer than 100 characters, used to fail its batch forever."""
+    bot = await Bot.create(make_config({"bot": {"database": postgres_url}}))
+    try:
+        bad = await bot.handle(console("alice", "sample echo a\x00b"))
+        long_id = await bot.handle(Inbound("slack", "U" * 300, "help"))
+        assert (bad.status, long_id.status) == (OutcomeStatus.USAGE, OutcomeStatus.OK)
+        entries = await asyncio.wait_for(bot.audit.query(limit=2), 5)
+    finally:
+        await asyncio.wait_for(bot.close(), 5)
+    assert entries[0].platform_user == "U" * 99 + "…"
+    assert entries[1].arguments == "sample echo a\\u0000b"
+
+
+@pytest.mark.postgres
+async def test_two_identical_requests_at_once_make_one_pending_request(
+        make_config, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    """READ COMMITTED and four database threads: a SELECT before the INSERT lets both of two
+    identical commands through (a double click, a retried delivery, two replicas); the partial
+    unique index on (person, fingerprint) of pending rows lets one."""
+    bot = await Bot.create(make_config({"bot": {"database": postgres_url}}))
+    try:
+        for _ in range(5):
+            outcomes = await asyncio.gather(*(bot.handle(console("alice", "sample wipe race"))
+                                              for _ in range(4)))
+            pending = [o for o in outcomes if o.status == OutcomeStatus.PENDING]
+            assert len(pending) == 1, [o.request_id for o in pending]
+            refused = [o for o in outcomes if o.status != OutcomeStatus.PENDING]
+            assert all(pending[0].request_id in o.reply.text for o in refused)
+            await bot.handle(console("alice", f"cancel {pending[0].request_id}"))
+    finally:
+        await bot.close()

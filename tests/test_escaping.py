@@ -346,6 +346,16 @@ def test_condor_templates_mark_what_jobs_and_people_wrote(template: str) -> None
     assert value in render_text(reply, "console")
 
 
+def test_the_pool_scope_is_a_code_span() -> None:
+    """A ClassAd scope is full of '_' and '*', which markdown would turn into emphasis."""
+    scope = 'JobBatchName == "gw_celery_*" && Owner =?= "*emfollow*"'
+    data = {**_condor_data("x")["condor_q.j2"], "scope": scope}
+    reply = Renderer([SHIPPED_TEMPLATES]).render_sync(Reply(template="condor_q.j2", data=data))
+    assert render_text(reply, "mattermost").splitlines()[0] == f"s (pool p), scope: `{scope}`"
+    assert render_text(reply, "slack").splitlines()[0] == \
+        f"s (pool p), scope: `{scope.replace('&', '&amp;')}`"
+
+
 # ------------------------------------------------------------------ fuzzed end to end
 
 

@@ -464,3 +464,43 @@ async def test_wait_helpers(mm: FakeMattermost) -> None:
     await task
     with pytest.raises(TimeoutError):
         await mm.wait_for(lambda: False, timeout=0.05)
+
+
+async def test_every_socket_of_the_bot_gets_each_posted_event(mm: FakeMattermost,
+                                                             driver: AsyncTypedDriver) -> None:
+    """Two bot processes (two sockets, one account) both see every post: the replica case."""
+    await driver.login()
+    (first, one), (second, two) = await run_websocket(driver), await run_websocket(driver)
+    try:
+        await mm.wait_for_connection(2)
+        post = await mm.post_as("alice", "ops", "!condor hold 1.0")
+        await mm.wait_for(lambda: events(first, "posted") and events(second, "posted"))
+        ids = [json.loads(events(frames, "posted")[0]["data"]["post"])["id"]
+               for frames in (first, second)]
+        assert ids == [post["id"], post["id"]]
+        assert [events(f, "posted")[0]["seq"] for f in (first, second)] == [1, 1]
+    finally:
+        await stop(one)
+        await stop(two)
+
+
+async def test_channel_posts_and_threads_read_back_props(mm: FakeMattermost,
+                                                        driver: AsyncTypedDriver) -> None:
+    await driver.login()
+    ops = mm.channel("ops").id
+    root = (await driver.client.make_request("post", "/api/v4/posts", options={
+        "channel_id": ops, "message": "notice", "props": {"shiftbot_notice": "k#post"}})).json()
+    reply = await mm.post_as("alice", "ops", "a reply", root_id=root["id"])
+    for _ in range(3):
+        await mm.post_as("bob", "ops", "chatter")
+    page = (await driver.client.make_request(
+        "get", f"/api/v4/channels/{ops}/posts", params={"per_page": 1000})).json()
+    assert page["order"][-2:] == [reply["id"], root["id"]]  # newest first
+    assert page["posts"][root["id"]]["props"] == {"shiftbot_notice": "k#post"}
+    first = (await driver.client.make_request(
+        "get", f"/api/v4/channels/{ops}/posts", params={"per_page": 2})).json()
+    assert len(first["order"]) == 2
+    thread = (await driver.client.make_request(
+        "get", f"/api/v4/posts/{reply['id']}/thread")).json()
+    assert set(thread["order"]) == {root["id"], reply["id"]}
+    assert thread["posts"][reply["id"]]["root_id"] == root["id"]

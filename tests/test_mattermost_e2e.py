@@ -23,6 +23,7 @@ from mattermost_harness import Stack, command_token, running
 
 from bot import db
 from bot.adapters.mattermost import register_commands_cli
+from bot.reply import Reply
 
 pytestmark = pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")
 
@@ -215,7 +216,8 @@ async def test_confirmation_is_two_clicks_and_runs_once(make_bot) -> None:
         assert stored["integration"]["context"]["a"] == "ask"  # signed, stored server-side
 
         other = await st.mm.click(None, prompt["id"], "confirmask", "bob")
-        assert other.status == 200 and other.ephemeral_text.startswith("Only the person")
+        # The gate's rule (Gate.may_decide), worded as for a typed `confirm ID`.
+        assert other.status == 200 and other.ephemeral_text.startswith("Only alice, who asked")
         assert other.post is None and buttons(st.mm.post(prompt["id"])) == ["confirmask", "cancel"]
 
         first = await st.mm.click(None, prompt["id"], "confirmask", "alice")
@@ -375,8 +377,9 @@ async def test_people_by_username_are_bound_and_unknown_names_warn(make_bot, cap
         assert "no Mattermost user @nobody" in caplog.text
         assert st.adapter.alias_for(st.mm.channel("alerts").id) == "alerts"
         assert st.adapter.channel_ids["ops"] == st.mm.channel("ops").id
-        post_id = await st.adapter.post("alerts", "disk full on node 7")
-        assert st.mm.post(post_id)["message"] == "disk full on node 7"
+        channel = await st.bot.platforms["mattermost"].channel_for("alerts")
+        ref = await st.bot.platforms["mattermost"].post(channel, Reply("disk full on node 7"))
+        assert st.mm.post(ref.message_id)["message"] == "disk full on node 7"
 
 
 async def test_unknown_people_may_only_run_what_anybody_may(make_bot) -> None:

@@ -22,6 +22,15 @@ from bot.adapters.mattermost.websocket import Backoff, EventSocket
 
 pytestmark = pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")
 
+
+async def post(st: Stack, channel: str, text: str) -> str:
+    """A post through the adapter's outbox (the path command answers take: retried there)."""
+    where = Where(st.mm.channel(channel).id, st.mm.bot.id)
+    created = await st.adapter.outbox.send(Outgoing("post", where, text))
+    assert created is not None
+    return str(created["id"])
+
+
 DELAYS = re.compile(r"Mattermost socket (.*?); reconnecting in ([0-9.]+) s")
 
 
@@ -160,7 +169,7 @@ async def test_rate_limited_posts_are_delivered_later_in_order(make_bot) -> None
     async with running(make_bot) as st:
         st.mm.rate_limit("POST /api/v4/posts", times=1, retry_after=1)
         started = time.monotonic()
-        ids = await asyncio.gather(*(st.adapter.post("ops", f"line {i}") for i in range(4)))
+        ids = await asyncio.gather(*(post(st, "ops", f"line {i}") for i in range(4)))
         assert time.monotonic() - started >= 0.9
         messages = [p["message"] for p in st.mm.posts("ops") if p["user_id"] == st.mm.bot.id]
         assert messages == ["line 0", "line 1", "line 2", "line 3"]
@@ -183,13 +192,13 @@ async def test_server_errors_are_retried_and_client_errors_are_not(make_bot, cap
     caplog.set_level(logging.WARNING)
     async with running(make_bot) as st:
         st.mm.fail_next("POST /api/v4/posts", status=503, times=2)
-        assert await st.adapter.post("ops", "after two 503s")
+        assert await post(st, "ops", "after two 503s")
         assert [r.status for r in st.mm.find_requests("POST /api/v4/posts")] == [503, 503, 201]
         st.mm.fail_next("POST /api/v4/posts", status=502, body="<html>bad gateway</html>")
-        assert await st.adapter.post("ops", "after a proxy page")
+        assert await post(st, "ops", "after a proxy page")
         st.mm.fail_next("POST /api/v4/posts", status=400)
         with pytest.raises(Exception, match="Injected failure"):
-            await st.adapter.post("ops", "rejected")
+            await post(st, "ops", "rejected")
         assert [p["message"] for p in st.mm.posts("ops")] == ["after two 503s",
                                                               "after a proxy page"]
         assert "giving up on a post" in caplog.text
@@ -199,7 +208,7 @@ async def test_hanging_request_times_out_and_the_retry_does_not_duplicate(make_b
     async with running(make_bot) as st:
         st.mm.hang("POST /api/v4/posts", seconds=1.6)  # longer than the 1 s request timeout
         started = time.monotonic()
-        post_id = await st.adapter.post("ops", "exactly once")
+        post_id = await post(st, "ops", "exactly once")
         assert 1.0 <= time.monotonic() - started < 1.6
         await st.mm.wait_for(lambda: all(r.status for r in st.mm.find_requests(
             "POST /api/v4/posts")), timeout=4)  # the hung request went through, later

@@ -323,8 +323,10 @@ def test_unbalanced_smart_quotes_are_explained(registry: Registry, opening: str)
         ("audit --since 999999w", "since: must be at most 366d, got 999999w"),
         ("audit --since 0s", "since: must be at least 1s, got 0s"),
         ("audit --since 0d", "since: must be at least 1s, got 0s"),
-        ("audit --limit 99999999999", "limit: must be at most 1000000000, got 99999999999"),
-        ("audit --limit -1", "limit: must be at least 0, got -1"),
+        ("sample table --rows 99999999999", "rows: must be at most 1000000000, got 99999999999"),
+        ("sample table --rows -1", "rows: must be at least 0, got -1"),
+        ("audit --limit 501", "limit: must be at most 500, got 501"),  # declared bounds
+        ("audit --limit 0", "limit: must be at least 1, got 0"),
         ("sample echo x --times=-99999999999", "times: must be at least 0, got -99999999999"),
     ],
 )
@@ -374,3 +376,14 @@ async def test_help_says_how_to_type(make_bot) -> None:  # type: ignore[no-untyp
     reply = (await bot.handle(console("alice", "help audit"))).reply
     assert "Curly quotes" in reply.text and "—" in reply.text
     assert dict(reply.fields)["--since"].endswith("(1s to 366d)")
+
+
+async def test_top_level_help_says_how_to_type(make_bot) -> None:  # type: ignore[no-untyped-def]
+    """'help' too, not only 'help COMMAND': a phone's curly quotes are the first thing a
+    shifter trips over, before they know which command to ask about."""
+    from bot.helptext import TYPING
+
+    bot = await make_bot()
+    for who in ("alice", "stranger"):  # the unknown-person note comes first, then how to type
+        text = (await bot.handle(console(who, "help"))).reply.text
+        assert text.endswith("\n" + TYPING), who

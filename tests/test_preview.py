@@ -71,6 +71,9 @@ async def test_more_affected_at_run_time_asks_again(make_bot) -> None:  # type: 
     assert "changed" in plain(again.reply.text) and "wipes 2 item(s)" in plain(again.reply.text)
     old = await bot.requests.get(asked.request_id or "")
     assert old is not None and old.outcome == "changed"
+    # Deciding the superseded request again must not say it ran.
+    late = await bot.decide(console("alice", ""), asked.request_id or "", Choice.CONFIRM)
+    assert "not run" in plain(late.reply.text) and "ran (" not in plain(late.reply.text)
     done = await bot.decide(console("alice", ""), again.request_id or "", Choice.CONFIRM)
     assert done.status == OutcomeStatus.OK and len(runs("sample.wipe")) == 1
 

@@ -119,6 +119,18 @@ async def test_sweeper_expires_and_audits(make_bot) -> None:  # type: ignore[no-
     assert [r.id for r in expired] == [asked.request_id]
 
 
+async def test_an_overdue_request_not_yet_swept_does_not_block_asking_again(make_bot) -> None:  # type: ignore[no-untyped-def]
+    """It still holds the unique index on (person, fingerprint) until swept: asking again
+    sweeps it (audited as expired) and makes the new request."""
+    bot = await make_bot({"bot": {"confirmation_timeout_minutes": 0.001}})
+    first = await bot.handle(console("alice", "sample wipe disk"))
+    await asyncio.sleep(0.1)
+    second = await bot.handle(console("alice", "sample wipe disk"))
+    assert second.status == OutcomeStatus.PENDING and second.request_id != first.request_id
+    entries = await bot.audit.query(command_glob="sample.wipe")
+    assert [e.decision for e in entries].count("expired") == 1
+
+
 async def test_pending_requests_survive_a_restart(make_config) -> None:  # type: ignore[no-untyped-def]
     config = make_config()
     first = await Bot.create(config)
@@ -150,6 +162,8 @@ async def test_permission_rechecked_when_the_request_runs(make_bot) -> None:  # 
     bot.config.grants = [g for g in bot.config.grants if g.role != "shifter"]
     result = await bot.handle(console("carol", f"approve {asked.request_id}"))
     assert result.status == OutcomeStatus.DENIED and runs("sample.restart") == []
+    again = await bot.handle(console("erin", f"approve {asked.request_id}"))
+    assert "was not run" in again.reply.text and "ran (" not in again.reply.text
 
 
 async def test_ttl_defaults(make_config) -> None:  # type: ignore[no-untyped-def]

@@ -48,7 +48,8 @@ def test_too_long_messages_are_capped_with_a_note() -> None:
 
 def test_text_is_escaped_and_levels_are_marked() -> None:
     message = blocks.message(Reply.error("a < b && c > d"))
-    assert message["blocks"][0]["text"]["text"] == ":x: a &lt; b &amp;&amp; c &gt; d"
+    # Errors always have a title ("Error" when the caller gave none).
+    assert message["blocks"][0]["text"]["text"] == ":x: *Error*\na &lt; b &amp;&amp; c &gt; d"
     assert blocks.message(Reply(text="fine", level=Level.OK))["text"] == "fine"
 
 
@@ -255,9 +256,10 @@ def test_app_manifest_grants_what_the_adapter_uses() -> None:
                               .read_text())
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"commands", "app_mentions:read", "im:history", "chat:write", "channels:read",
-            "groups:read"} <= scopes
+            "groups:read", "channels:history", "groups:history"} <= scopes
+    # thread replies (message.channels/groups) need the history scopes; so does find_tagged
     assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {
-        "app_mention", "message.im"}
+        "app_mention", "message.im", "message.channels", "message.groups"}
     assert manifest["settings"]["socket_mode_enabled"] is True  # the default mode
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/shiftbot"]

@@ -91,3 +91,41 @@ def test_an_empty_config_file(tmp_path: Path) -> None:
     for command in (["console", "-c", "help"], ["run"]):
         one_error(shiftbot(*command, "--config", str(path)),
                   f"the configuration file {path} is empty")
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("bot:\n  name: caf\xe9bot\n".encode("latin-1"))
+    expected = f"config file {path} is not UTF-8 text (byte 0xe9 at line 2) (save it as UTF-8)"
+    checked = shiftbot("check-config", "--config", str(path))
+    assert checked.returncode == 1 and "Traceback" not in checked.stdout + checked.stderr
+    assert checked.stdout.splitlines()[0] == expected
+    for command in (["console", "-c", "help"], ["run"]):
+        one_error(shiftbot(*command, "--config", str(path)), expected)
+
+
+def test_an_unknown_handler_module(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"bot": {"handlers": [*CORE_HANDLERS, "handlers.nosuch"]}})
+    expected = (f"bot.handlers[{len(CORE_HANDLERS)}]: no handler module 'handlers.nosuch' "
+                "(check the module name and that its package is installed)")
+    checked = shiftbot("check-config", "--config", str(path))
+    assert checked.returncode == 1 and "Traceback" not in checked.stdout + checked.stderr
+    assert checked.stdout.splitlines()[0] == expected
+    console = shiftbot("console", "--config", str(path), "-c", "help")
+    assert console.returncode == 1 and "Traceback" not in console.stdout + console.stderr
+    assert f"  {expected}" in console.stderr.splitlines(), console.stderr
+    one_error(shiftbot("run", "--config", str(path)), expected)
+
+
+def test_a_bad_sentry_dsn(tmp_path: Path) -> None:
+    """sentry_sdk.init raised BadDsn at console/run start after check-config had passed; the
+    SDK's own parser now checks it in the config, and the value (a secret) is not quoted."""
+    dsn = "https://key-4711@sentry.example.org/secret-project-path"
+    path = write_config(tmp_path, {"bot": {"sentry_dsn": dsn}})
+    expected = ("bot.sentry_dsn: Value error, not a Sentry DSN: invalid project in DSN "
+                "(expected https://KEY@HOST/PROJECT")
+    checked = shiftbot("check-config", "--config", str(path))
+    assert checked.returncode == 1 and checked.stdout.startswith(expected), checked.stdout
+    for command in (["console", "-c", "help"], ["run"]):
+        line = one_error(shiftbot(*command, "--config", str(path)), expected)
+        assert "key-4711" not in line and "secret-project" not in line

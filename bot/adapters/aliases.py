@@ -31,20 +31,26 @@ class AliasTable:
     """The aliases of one platform (``slack.channels`` or ``mattermost.channels``)."""
 
     def __init__(self, platform: str, configured: dict[str, str],
-                 is_id: Callable[[str], bool], health: Health | None = None) -> None:
+                 is_id: Callable[[str], bool], health: Health | None = None, *,
+                 ids_verified: bool = False) -> None:
         self.platform = platform
         self.configured = dict(configured)
         self.health = health
         self.ids: dict[str, str] = {}  # alias -> channel id (what posting uses too)
         self._alias_by_id: dict[str, str] = {}
         self.unresolved: dict[str, str] = {}  # alias -> why it grants nothing
+        self.drifted: dict[str, str] = {}  # pinned alias -> how its name moved away
+        # Id-shaped values the adapter must verify (and else try as a name): alias -> value.
+        self.candidates: dict[str, str] = {}
         # Aliases configured by channel name (alias -> name without '#'/'~'): the adapter
-        # resolves these; an alias configured by id is bound as it stands.
+        # resolves these (id-shaped ones too, unless ``ids_verified``: see :data:`candidates`).
         self.names: dict[str, str] = {}
         for alias, value in configured.items():
-            if is_id(value):
+            if is_id(value) and ids_verified:
                 self.bind(alias, value)
             else:
+                if is_id(value):
+                    self.candidates[alias] = value
                 self.names[alias] = value.lstrip("#~").lower()
                 self.unresolved[alias] = PENDING
         self._report()
@@ -54,24 +60,44 @@ class AliasTable:
         return self._alias_by_id.get(channel_id) if channel_id else None
 
     def bind(self, alias: str, channel_id: str) -> None:
-        """``alias`` is the channel with this id (now, for its grants and posts)."""
+        """``alias`` is the channel with this id, for its grants and posts: the first id
+        bound stays (a later, different one is only reported, see :meth:`check_pinned`)."""
+        if alias in self.ids:
+            self.check_pinned(alias, channel_id)
+            return
         other = self._alias_by_id.get(channel_id)
         if other is not None and other != alias:
             # A channel has one alias (Caller.channel_alias): the first one keeps it.
             self.fail(alias, f"channel {channel_id} already is {self.platform}.channels.{other}")
             return
-        old = self.ids.get(alias)
-        if old is not None and old != channel_id:
-            self._alias_by_id.pop(old, None)
-            log.info("%s.channels.%s now is channel %s (was %s)", self.platform, alias,
-                     channel_id, old)
         self.ids[alias] = channel_id
         self._alias_by_id[channel_id] = alias
         if self.unresolved.pop(alias, None) is not None:
             self._report()
 
+    def check_pinned(self, alias: str, channel_id: str | None) -> None:
+        """A fresh lookup of a bound alias's name found ``channel_id`` (None: no such channel).
+        The alias keeps its first id whatever the name points to now (see the module doc)."""
+        pinned = self.ids[alias]
+        if channel_id == pinned:
+            if self.drifted.pop(alias, None) is not None:
+                self._report()
+            return
+        name = self.names.get(alias, alias)
+        why = (f"the name '{name}' now is channel {channel_id}" if channel_id
+               else f"no channel is called '{name}' now")
+        if self.drifted.get(alias) == why:
+            return
+        self.drifted[alias] = why
+        log.error("%s.channels.%s: %s; the alias stays channel %s (renamed, or a new channel "
+                  "took the name?); configure the alias by id to silence this",
+                  self.platform, alias, why, pinned)
+        self._report()
+
     def fail(self, alias: str, why: str) -> None:
         """``alias`` has no channel: it grants nothing. Logged once per reason."""
+        if alias in self.ids:  # pinned: a failed lookup later does not move its grants
+            return
         channel_id = self.ids.pop(alias, None)
         if channel_id is not None:
             self._alias_by_id.pop(channel_id, None)
@@ -91,4 +117,8 @@ class AliasTable:
             detail += "; granting nothing: " + ", ".join(
                 f"{self.platform}.channels.{alias} ({why})"
                 for alias, why in sorted(self.unresolved.items()))
+        if self.drifted:
+            detail += "; kept the first channel: " + ", ".join(
+                f"{self.platform}.channels.{alias} ({why})"
+                for alias, why in sorted(self.drifted.items()))
         self.health.set_part(HEALTH_COMPONENT, self.platform, True, detail)

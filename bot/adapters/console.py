@@ -3,23 +3,33 @@
 Lines are commands (``condor q``); lines starting with ``/`` steer the console itself:
 ``/as PERSON``, ``/anonymous``, ``/channel NAME``, ``/quit``. A confirmation is asked at a
 prompt; an approval request prints its id for another person (``/as carol``, ``approve ID``).
+
+The console is also a platform (:class:`ConsolePlatform`): notices to a configured channel
+print as they are delivered (``[#ops] hello``). A button that runs a command shows as
+``[Label: click a1b2...]``; typing ``click a1b2...`` (or ``/click ...``) presses it, as the
+console's current person, exactly as a click in Slack or Mattermost would. ``/reply 12 text``
+answers in the thread of message 12 (a simulated thread: ``Bot.thread_reply``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 from bot.core import Bot, Outcome, OutcomeStatus
 from bot.identity import Inbound
+from bot.markup import resolve, visible
+from bot.messaging.port import MessageRef
 from bot.render import render_text
 from bot.reply import Choice, Reply
 
-PROMPT_HELP = "Console commands: /as PERSON, /anonymous, /channel NAME, /whoami, /quit"
+PROMPT_HELP = ("Console commands: /as PERSON, /anonymous, /channel NAME, /whoami, /quit; "
+               "click ID presses a button; /reply N TEXT answers in message N's thread")
 ANONYMOUS_ID = "anonymous"
 
 EXIT_CODES = {
@@ -43,11 +53,77 @@ class ConsoleSession:
 
 def format_reply(reply: Reply) -> str:
     text = render_text(reply, "console")
-    if reply.actions:
-        request = reply.actions[0].request_id
-        choices = " / ".join(f"{a.choice.value} {request}" for a in reply.actions)
+    deciding = [a for a in reply.actions if a.choice is not None]
+    if deciding:
+        request = deciding[0].request_id
+        choices = " / ".join(f"{a.choice.value} {request}" for a in deciding if a.choice)
         text += f"\n-> {choices}"
+    commands = [a for a in reply.actions if a.command and a.action_id]
+    if commands:  # buttons that run a command: typed as `click ID`
+        text += "\n-> " + "  ".join(f"[{a.label}: click {a.action_id}]" for a in commands)
     return text
+
+
+def click_id(line: str) -> str | None:
+    """The button id in ``click ID`` / ``/click ID`` (the console's way to press a button)."""
+    words = line.split()
+    if len(words) == 2 and words[0].lower() in ("click", "/click"):
+        return words[1]
+    return None
+
+
+class ConsolePlatform:
+    """The console as a platform (``bot.messaging.port.Platform``): notices are printed as
+    they are delivered, ``[#ops] text``; thread replies ``[#ops > 12] text`` (12: the
+    message they answer), updates ``[#ops 12 updated] text``. Channels are the aliases of
+    ``channels:``; people are named ``@key``."""
+
+    name = "console"
+
+    def __init__(self, channels: Iterable[str], write: Callable[[str], None]) -> None:
+        self.channels = frozenset(channels)
+        self.write = write
+        self._numbers = itertools.count(1)
+        # Only this process's messages: after a restart nothing is found (a console is local).
+        self._tagged: dict[tuple[str, str | None, str], MessageRef] = {}
+        self.channel_of: dict[str, str] = {}  # message number -> channel (for /reply N)
+
+    async def channel_for(self, alias: str) -> str | None:
+        return alias if alias in self.channels else None
+
+    async def post(self, channel_id: str, reply: Reply, *, thread_id: str | None = None,
+                   tag: str | None = None) -> MessageRef:
+        ref = MessageRef(self.name, channel_id, str(next(self._numbers)), thread_id)
+        if thread_id is None:
+            self.channel_of[ref.message_id] = channel_id
+        where = f"#{channel_id} > {thread_id}" if thread_id else f"#{channel_id}"
+        self.write(f"[{where}] {format_reply(reply)}")
+        if tag:
+            self._tagged[(channel_id, thread_id, tag)] = ref
+        return ref
+
+    async def update(self, ref: MessageRef, reply: Reply) -> None:
+        self.write(f"[#{ref.channel_id} {ref.message_id} updated] {format_reply(reply)}")
+
+    async def ephemeral(self, channel_id: str, user_id: str, reply: Reply) -> None:
+        self.write(f"[#{channel_id}, only to {user_id}] {format_reply(reply)}")
+
+    async def find_tagged(self, channel_id: str, tag: str, *,
+                          thread_id: str | None = None) -> MessageRef | None:
+        return self._tagged.get((channel_id, thread_id, tag))
+
+    def mention(self, user_id: str) -> str:
+        return f"@{user_id}"
+
+
+def reply_target(line: str) -> tuple[str, str] | None:
+    """(message number, text) of ``/reply N text``, else None."""
+    words = line.split(None, 2)
+    # isascii(): str.isdigit() is true of "١٢" and "²" too.
+    if len(words) == 3 and words[0].lower() == "/reply" and words[1].isascii() \
+            and words[1].isdigit():
+        return words[1], words[2]
+    return None
 
 
 _YES = frozenset({"y", "yes", "confirm"})
@@ -86,6 +162,19 @@ class ConsoleAdapter:
         self.session = session
         self.out = out or sys.stdout
         self.read_line = read_line or input
+        self.platform = ConsolePlatform(bot.config.channels, self.print)
+
+    async def start(self) -> None:
+        """Be a platform (notices to configured channels print here) and deliver notices."""
+        self.bot.platforms[self.platform.name] = self.platform
+        await self.bot.notices.start()
+
+    async def dispatch(self, line: str) -> Outcome:
+        """A typed line: ``click ID`` presses a notice's button, anything else is a command."""
+        action_id = click_id(line)
+        if action_id is not None:
+            return await self.bot.click(self.inbound(line), action_id, progress=self.progress)
+        return await self.bot.handle(self.inbound(line), progress=self.progress)
 
     def inbound(self, text: str) -> Inbound:
         return Inbound(platform="console", user_id=self.session.user_id, text=text,
@@ -97,11 +186,14 @@ class ConsoleAdapter:
         self.out.flush()
 
     async def progress(self, text: str) -> None:
-        self.print(f"... {text}")
+        # A note is written like a reply's text (the bot's words, user text marked): resolved
+        # for the terminal, so no sentinel reaches it and marked spans show what they hide.
+        self.print("... " + resolve(text, "console"))
 
     async def run_once(self, text: str) -> int:
         """One-shot mode: run a line, print the reply, return the exit code."""
-        outcome = await self.bot.handle(self.inbound(text), progress=self.progress)
+        await self.start()
+        outcome = await self.dispatch(text)
         self.print(format_reply(outcome.reply))
         if outcome.status == OutcomeStatus.PENDING and outcome.request_id:
             self.print(f"request id: {outcome.request_id}")
@@ -126,6 +218,7 @@ class ConsoleAdapter:
         return await answer
 
     async def repl(self) -> int:
+        await self.start()
         self.print(f"{self.bot.config.bot.name} console. {PROMPT_HELP}. 'help' lists commands.")
         while True:
             line = await self._ask(f"{self.session.person or 'anonymous'}"
@@ -135,23 +228,26 @@ class ConsoleAdapter:
                 self.print("")
                 return 0
             line = line.strip()
-            if not line:
-                continue
-            if line.startswith("/"):
-                if self._console_command(line) is False:
-                    return 0
-                continue
-            await self._run_line(line)
+            if line and not await self._handle_line(line):
+                return 0
 
-    async def _run_line(self, line: str) -> None:
-        outcome = await self.bot.handle(self.inbound(line), progress=self.progress)
+    async def _handle_line(self, line: str) -> bool:
+        """One typed line, at the prompt or at a confirmation prompt (the same handling, so no
+        console command is lost there); False when it asks to quit."""
+        if reply_target(line) is not None:
+            await self.thread_line(line)
+            return True
+        if line.startswith("/") and click_id(line) is None:
+            return self._console_command(line) is not False
+        outcome = await self.dispatch(line)
         self.print(format_reply(outcome.reply))
-        await self._maybe_confirm(outcome)
+        return await self._maybe_confirm(outcome)
 
-    async def _maybe_confirm(self, outcome: Outcome) -> None:
+    async def _maybe_confirm(self, outcome: Outcome) -> bool:
+        """Ask about a request that needs confirming; False when the answer was ``/quit``."""
         actions = outcome.reply.actions
         if not actions or actions[0].choice != Choice.CONFIRM or not outcome.request_id:
-            return
+            return True
         request = outcome.request_id
         answer = await self._ask(f"Confirm request {request}? [yes/no, or another command]: ")
         choice = confirm_choice(answer, request)
@@ -160,14 +256,28 @@ class ConsoleAdapter:
             self.print(f"Request {request} is still waiting: 'confirm {request}' runs it, "
                        f"'cancel {request}' withdraws it.")
             assert answer is not None
-            if answer.strip().startswith("/"):
-                self._console_command(answer.strip())
-            else:
-                await self._run_line(answer.strip())
-            return
+            return await self._handle_line(answer.strip())
         decided = await self.bot.decide(self.inbound(""), request, choice,
                                         progress=self.progress)
         self.print(format_reply(decided.reply))
+        return True
+
+    async def thread_line(self, line: str) -> bool:
+        """``/reply N text``: a reply in the thread of message N (a simulated thread), routed
+        like a Slack or Mattermost thread reply to the feature owning it, if any."""
+        target = reply_target(line)
+        assert target is not None
+        number, text = target
+        channel = self.platform.channel_of.get(number)
+        if channel is None:
+            self.print(f"No message {visible(number)} in this console session.")
+            return False
+        inbound = replace(self.inbound(text), channel_id=channel, channel_alias=channel,
+                          thread_id=number)
+        routed = await self.bot.thread_reply(inbound)
+        if not routed:
+            self.print(f"Nobody listens in the thread of message {number}; not sent.")
+        return routed
 
     def _console_command(self, line: str) -> bool | None:
         word, _, rest = line[1:].partition(" ")
@@ -177,7 +287,7 @@ class ConsoleAdapter:
         if word == "as":
             if rest not in self.bot.directory.people:
                 known = ", ".join(sorted(self.bot.directory.people)) or "nobody"
-                self.print(f"No person '{rest}' in the config (known: {known}).")
+                self.print(f"No person '{visible(rest)}' in the config (known: {known}).")
             else:
                 self.session.person = rest
                 self.print(f"Now acting as {rest}.")
@@ -186,9 +296,10 @@ class ConsoleAdapter:
             self.print("Now acting as an unidentified user.")
         elif word == "channel":
             self.session.channel = rest or None
-            self.print(f"Now in channel {rest or '(none)'}.")
+            self.print(f"Now in channel {visible(rest) if rest else '(none)'}.")
         elif word == "whoami":
-            self.print(f"person={self.session.person or '-'} channel={self.session.channel or '-'}")
+            channel = visible(self.session.channel) if self.session.channel else "-"
+            self.print(f"person={self.session.person or '-'} channel={channel}")
         else:
             self.print(PROMPT_HELP)
         return None

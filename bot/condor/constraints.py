@@ -18,7 +18,9 @@ from collections.abc import Iterable
 
 from bot.condor.errors import CondorBadConstraint
 
-JOBID_RE = re.compile(r"(\d{1,10})(?:\.(\d{1,7}))?")
+# [0-9], not \d (which matches every Unicode digit: Arabic-Indic or full-width digits are
+# not a job id to the schedd).
+JOBID_RE = re.compile(r"([0-9]{1,10})(?:\.([0-9]{1,7}))?")
 ATTRIBUTE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 MAX_CONSTRAINT = 2000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

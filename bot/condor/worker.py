@@ -20,9 +20,12 @@ and ``_CONDOR_*``; then the pool's ``environment:`` section (``_CONDOR_*`` knobs
 ``CONDOR_CONFIG`` and the credential paths ``X509_USER_PROXY``, ``X509_CERT_DIR``,
 ``BEARER_TOKEN_FILE``, which are never taken from the bot's environment); then what the worker
 itself needs (``PYTHONPATH`` with shiftbot first, ``PYTHONUNBUFFERED``, and a default
-``_CONDOR_QUERY_TIMEOUT``). What the worker has can reach a job ad: ``getenv`` in a submit
-description is restricted separately (:mod:`bot.condor.submitdesc`), and ``$ENV(NAME)`` in a
-description can only expand what is listed here.
+``_CONDOR_QUERY_TIMEOUT``). A variable taken from the bot's environment whose value holds a
+configured secret (:data:`bot.secrets.masker`) is left out whatever its name; the pool's own
+``environment:`` is not filtered (the operator gives it on purpose). What the worker has can
+reach a job ad: ``getenv`` in a submit description is restricted separately
+(:mod:`bot.condor.submitdesc`), and ``$ENV(NAME)`` in a description can only expand what is
+listed here.
 
 Parent side (:class:`WorkerClient`): spawned lazily and reused; one request in flight; every call
 has a deadline covering the wait for the worker, the spawn and the answer. On overrun (or if
@@ -54,6 +57,7 @@ from bot.condor.errors import (
     translate,
 )
 from bot.condor.models import PoolSpec
+from bot.secrets import masker
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +151,20 @@ def worker_environment(spec: PoolSpec) -> dict[str, str]:
     secrets, and whatever the worker has can be copied into a job ad (``getenv``,
     ``$ENV(...)`` in a submit description) that every user of the pool can read.
     """
-    env = {name: value for name, value in os.environ.items() if _inherited(name)}
+    env = {}
+    for name, value in os.environ.items():
+        if not _inherited(name):
+            continue
+        # A name says nothing about what a variable holds: ssh's `SendEnv LC_*` carries
+        # tokens to hosts, and a secret may be configured as ${LC_X} or ${_CONDOR_X}. A value
+        # holding a configured secret stays behind whatever its name.
+        if masker.contains(value):
+            log.warning("the HTCondor worker of pool %s does not get $%s: it holds a "
+                        "configured secret", spec.name, name)
+            continue
+        env[name] = value
+    # The pool's own `environment:` is what the operator deliberately gives the worker: kept
+    # as configured, secrets included (docs/condor.md).
     env.update(spec.environment)
     # A silent collector would otherwise hold `analyze` for QUERY_TIMEOUT (60 s): give up
     # early enough to still answer with the job's own attributes within the deadline.

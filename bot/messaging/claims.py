@@ -67,9 +67,11 @@ def _claim(conn: Connection, key: str, owner: str, ttl: timedelta) -> bool:
     now = db.utcnow()
     values = {"key": key, "owner": owner, "claimed_at": now, "expires_at": now + ttl}
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    # RETURNING, not rowcount: with RETURNING in play (PostgreSQL) rowcount is not reliable.
     inserted = conn.execute(dialect.insert(db.claims).values(**values)
-                            .on_conflict_do_nothing(index_elements=["key"]))
-    if inserted.rowcount == 1:
+                            .on_conflict_do_nothing(index_elements=["key"])
+                            .returning(db.claims.c.key)).first()
+    if inserted is not None:
         return True
     # Taken: ours only if the holder's lease ran out (one conditional UPDATE decides the race).
     taken_over = conn.execute(update(db.claims).where(db.claims.c.key == key,

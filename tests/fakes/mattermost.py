@@ -100,6 +100,7 @@ POST_MESSAGE_MAX_RUNES = 16383
 COMMAND_HOOK_LIFETIME = 30 * 60.0  # seconds (model.CommandWebhookLifetime)
 COMMAND_HOOK_MAX_USES = 5
 DEAD_QUEUE_SIZE = 128
+PER_PAGE_MAXIMUM = 200
 PENDING_POST_IDS_TTL = 30.0  # seconds (app/post.go PendingPostIDsCacheTTL)
 RETAINED_ACTION_PROPS = ("from_webhook", "override_username", "override_icon_url")
 LOOPBACK_NO_PROXY = ("127.0.0.1", "localhost")
@@ -1307,7 +1308,8 @@ class FakeMattermost:
         channel = self._visible_channel(user, request.match_info["channel_id"])
         since = int(request.query.get("since", "0") or 0)
         page = int(request.query.get("page", "0") or 0)
-        per_page = int(request.query.get("per_page", "60") or 60)
+        # api4/params.go: per_page above PerPageMaximum (200) is cut to it, not refused
+        per_page = min(int(request.query.get("per_page", "60") or 60), PER_PAGE_MAXIMUM)
         posts = [p for p in self._posts.values() if p["channel_id"] == channel.id
                  and not p["delete_at"] and (not since or p["update_at"] >= since)]
         posts.sort(key=lambda p: p["create_at"], reverse=True)

@@ -26,6 +26,14 @@ Wire facts honoured (see /work/shared/notes/PROTOCOLS.md and /work/shared/refere
   accepts_response_payload}``, client acks ``{"envelope_id": ...}`` (optionally ``payload``)
   within 3 s; ``disconnect`` envelopes; pings answered by hand (so they can be ignored).
   WebSocket URLs from ``apps.connections.open`` are single-use by default, like Slack's tickets.
+* Message metadata: ``chat.postMessage`` / ``chat.update`` take ``metadata`` =
+  ``{"event_type": str, "event_payload": object}`` (a JSON object, or a JSON string in a form
+  body; anything else -> ``invalid_metadata_format``); ``chat.update`` without it keeps the
+  message's metadata. ``conversations.history`` / ``conversations.replies`` return it only with
+  ``include_all_metadata`` true. History is newest first, top-level messages only (replies
+  stay in their thread unless broadcast), the bot's ephemeral and deleted messages never;
+  replies are the root then its replies, oldest first; both page with ``limit`` /
+  ``next_cursor`` and need the bot in the channel (``not_in_channel``).
 """
 
 from __future__ import annotations
@@ -79,6 +87,8 @@ MAX_TEXT_LENGTH = 40_000
 MAX_BLOCKS = 50
 CONVERSATIONS_LIST_DEFAULT_LIMIT = 100
 CONVERSATIONS_LIST_MAX_LIMIT = 1000
+HISTORY_DEFAULT_LIMIT = 100
+HISTORY_MAX_LIMIT = 999
 
 # Pseudo-method names accepted by the fault controls besides Web API methods.
 RESPONSE_URL = "response_url"
@@ -284,6 +294,7 @@ class Message:
     deleted: bool = False
     edits: list[dict[str, Any]] = field(default_factory=list)  # earlier {text, blocks}
     params: dict[str, Any] = field(default_factory=dict, repr=False)
+    metadata: dict[str, Any] | None = None  # {"event_type", "event_payload"} (message metadata)
 
     @property
     def is_ephemeral(self) -> bool:
@@ -530,6 +541,8 @@ class FakeSlack:
             "chat.update": self._api_update,
             "conversations.list": self._api_conversations_list,
             "conversations.info": self._api_conversations_info,
+            "conversations.history": self._api_conversations_history,
+            "conversations.replies": self._api_conversations_replies,
             "users.info": self._api_users_info,
             "apps.connections.open": self._api_connections_open,
         }
@@ -1483,12 +1496,13 @@ class FakeSlack:
                 params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
             except UnicodeDecodeError:
                 return params, "invalid_charset"
-        for key in ("blocks", "attachments"):
+        for key in ("blocks", "attachments", "metadata"):
             if isinstance(params.get(key), str):
                 try:
                     params[key] = json.loads(params[key])
                 except ValueError:
-                    error = "invalid_blocks_format" if key == "blocks" else "invalid_attachments"
+                    error = {"blocks": "invalid_blocks_format", "metadata":
+                             "invalid_metadata_format"}.get(key, "invalid_attachments")
                     return params, error
         return params, None
 
@@ -1577,7 +1591,7 @@ class FakeSlack:
             raise _ApiError("invalid_blocks")
         return (None if text is None else str(text)), blocks, attachments
 
-    def _message_api(self, m: Message) -> dict[str, Any]:
+    def _message_api(self, m: Message, *, metadata: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "type": "message",
             "text": m.text or "",
@@ -1609,7 +1623,29 @@ class FakeSlack:
             data["parent_user_id"] = parent.user if parent else m.user
         if m.edits:
             data["edited"] = {"user": m.user, "ts": self._next_ts()}
+        replies = [r for r in self._thread(m.channel, m.ts) if r is not m]
+        if replies and not (m.thread_ts and m.thread_ts != m.ts):
+            data.update(thread_ts=m.ts, reply_count=len(replies), latest_reply=replies[-1].ts)
+        if metadata and m.metadata is not None:
+            data["metadata"] = m.metadata
         return data
+
+    def _thread(self, channel_id: str, root_ts: str) -> list[Message]:
+        """A thread's visible messages: the root, then its replies, oldest first."""
+        return [m for m in self._messages
+                if m.channel == channel_id and not m.deleted and not m.is_ephemeral
+                and (m.ts == root_ts or m.thread_ts == root_ts)]
+
+    @staticmethod
+    def _metadata(params: Mapping[str, Any]) -> dict[str, Any] | None:
+        value = params.get("metadata")
+        if value is None or value == "":
+            return None
+        if not isinstance(value, dict) or not isinstance(value.get("event_type"), str) \
+                or not isinstance(value.get("event_payload", {}), dict):
+            raise _ApiError("invalid_metadata_format")
+        return {"event_type": value["event_type"],
+                "event_payload": value.get("event_payload", {})}
 
     def _api_auth_test(self, params: dict[str, Any], token_kind: str) -> dict[str, Any]:
         base = {
@@ -1635,6 +1671,7 @@ class FakeSlack:
     def _api_post_message(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         ch = self._postable(params, "chat.postMessage")
         text, blocks, attachments = self._content(params)
+        metadata = self._metadata(params)
         thread_ts = params.get("thread_ts") or None
         msg = Message(
             channel=ch.id,
@@ -1646,9 +1683,11 @@ class FakeSlack:
             source="chat.postMessage",
             attachments=attachments,
             params=dict(params),
+            metadata=metadata,
         )
         self._messages.append(msg)
-        return {"ok": True, "channel": ch.id, "ts": msg.ts, "message": self._message_api(msg)}
+        return {"ok": True, "channel": ch.id, "ts": msg.ts,
+                "message": self._message_api(msg, metadata=True)}
 
     def _api_post_ephemeral(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         ch = self._postable(params, "chat.postEphemeral")
@@ -1694,6 +1733,9 @@ class FakeSlack:
         text, blocks, attachments = self._content(params, required=False)
         if text is None and blocks is None and attachments is None:
             raise _ApiError("no_text")
+        metadata = self._metadata(params)
+        if metadata is not None:
+            msg.metadata = metadata
         msg.edits.append({"text": msg.text, "blocks": msg.blocks})
         if text is not None:
             msg.text = text
@@ -1745,6 +1787,55 @@ class FakeSlack:
             "channels": [ch.to_api(self.team_id) for ch in page],
             "response_metadata": {"next_cursor": next_cursor},
         }
+
+    def _readable(self, params: Mapping[str, Any]) -> Channel:
+        key = params.get("channel")
+        ch = self.channels.get(str(key)) if key else None  # ids only, like Slack
+        if ch is None:
+            raise _ApiError("channel_not_found")
+        if not ch.is_member and not ch.is_im:
+            raise _ApiError("not_in_channel")
+        return ch
+
+    def _page(self, params: Mapping[str, Any], messages: list[Message],
+              metadata: bool) -> dict[str, Any]:
+        limit = _as_int(params.get("limit"), HISTORY_DEFAULT_LIMIT)
+        limit = min(HISTORY_MAX_LIMIT, limit if limit > 0 else HISTORY_DEFAULT_LIMIT)
+        start = 0
+        if params.get("cursor"):
+            try:
+                kind, _sep, index = base64.b64decode(str(params["cursor"])).decode().partition(":")
+                start = int(index)
+            except (ValueError, UnicodeDecodeError):
+                raise _ApiError("invalid_cursor") from None
+            if kind != "next_ts" or not 0 <= start <= len(messages):
+                raise _ApiError("invalid_cursor")
+        page, more = messages[start:start + limit], len(messages) > start + limit
+        cursor = base64.b64encode(f"next_ts:{start + limit}".encode()).decode() if more else ""
+        return {"ok": True, "messages": [self._message_api(m, metadata=metadata) for m in page],
+                "has_more": more, "response_metadata": {"next_cursor": cursor}}
+
+    def _api_conversations_history(self, params: dict[str, Any], _: str) -> dict[str, Any]:
+        ch = self._readable(params)
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params.get("latest") or "inf")
+        top = [m for m in self._messages
+               if m.channel == ch.id and not m.deleted and not m.is_ephemeral
+               and (not m.thread_ts or m.thread_ts == m.ts
+                    or m.params.get("reply_broadcast") in (True, "true", "1"))
+               and oldest < float(m.ts) < latest]
+        page = self._page(params, list(reversed(top)), _as_bool(params.get("include_all_metadata")))
+        return {**page, "pin_count": 0}
+
+    def _api_conversations_replies(self, params: dict[str, Any], _: str) -> dict[str, Any]:
+        ch = self._readable(params)
+        ts = str(params.get("ts") or "")
+        if not ts:
+            raise _ApiError("invalid_arguments")
+        thread = self._thread(ch.id, ts)
+        if not thread or thread[0].ts != ts:
+            raise _ApiError("thread_not_found")
+        return self._page(params, thread, _as_bool(params.get("include_all_metadata")))
 
     def _api_conversations_info(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         key = params.get("channel")

@@ -6,6 +6,10 @@ button is stored by the server and never shown to clients, so it carries an HMAC
 canonical string of every field (action, request id, expiry, thread, ...) made with the bot's
 action secret. A click is only acted upon when the signature verifies and has not expired; the
 clicking user is then checked by the core's decision gate (:meth:`bot.core.Bot.decide`).
+
+A command button (``Action.run``) is signed the same way with the action ``run``; its ``r`` field
+is the opaque id under which the command line is stored (``bot/messaging/actions.py``), never the
+command itself: a click runs exactly what was offered, as the clicker (:meth:`bot.core.Bot.click`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ SIGNATURE_VERSION = "1"
 # Label of the key derived from the bot token when no action_secret is configured.
 DERIVED_KEY_LABEL = b"shiftbot/mattermost/action-context/v1"
 ASK = "ask"  # first step of a confirmation: show "Confirm / Cancel"
-ACTIONS = frozenset({ASK, *(c.value for c in Choice)})
+RUN = "run"  # a command button: ``r`` is the stored action id
+ACTIONS = frozenset({ASK, RUN, *(c.value for c in Choice)})
 # Context keys: a=action, r=request id, e=expiry (unix s), t=thread root post id,
 # u=requester's user id (ask step only), q=question shown at the second step, v=version.
 _KEYS = frozenset({"a", "r", "e", "t", "u", "q", "v", "s"})
@@ -54,8 +59,8 @@ class ExpiredContext(BadContext):
 class SignedAction:
     """What a verified button context says."""
 
-    action: str  # ask | confirm | cancel | approve | deny
-    request_id: str
+    action: str  # ask | run | confirm | cancel | approve | deny
+    request_id: str  # the pending request's id; for ``run``, the stored action id
     expires: int
     root_id: str = ""
     requester: str = ""  # ask step: who may move on to the second step
@@ -131,13 +136,22 @@ class ButtonFactory:
     signer: ActionSigner
     action_url: str
     ttl_seconds: float
+    run_ttl_seconds: float = 30 * 24 * 3600.0  # command buttons (a notice's) live as stored
 
     def attachment(self, actions: list[Action], level: Level, *, root_id: str,
                    requester: str) -> dict[str, Any]:
         """One attachment holding a button per action (a confirmation asks twice)."""
         buttons = []
         for action in actions:
-            if action.choice == Choice.CONFIRM and action.confirm_text:
+            if action.command is not None:
+                if action.action_id:  # stored by bot.actions; an unstored one cannot be run
+                    context = self.signer.sign(RUN, action.action_id, self.run_ttl_seconds,
+                                               root_id=root_id)
+                    buttons.append(self._button("r" + action.action_id, action.label,
+                                                action.style, context))
+            elif action.choice is None or action.request_id is None:
+                continue
+            elif action.choice == Choice.CONFIRM and action.confirm_text:
                 context = self.signer.sign(ASK, action.request_id, self.ttl_seconds,
                                            root_id=root_id, requester=requester,
                                            question=action.confirm_text)

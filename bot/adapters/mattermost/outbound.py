@@ -5,6 +5,10 @@ A slash command's ``response_url`` (5 uses, 30 minutes) is preferred while it la
 channels the bot is not a member of. When it is used up, expired or refused, the same message
 goes through the posts API instead.
 
+A message marked ``once`` (the platform port's, :mod:`bot.adapters.mattermost.platform`) keeps
+its place in the channel's queue but is tried once: 429 and transient failures are handed back
+to its caller (the notice deliverer), which retries from the database on its own clock.
+
 Messages arrive rendered (``render_text(reply, "mattermost")``: user text escaped); a message
 that still holds marked user text (a progress note, a plain string) is resolved here, last.
 """
@@ -21,7 +25,7 @@ from typing import Any
 
 from bot.adapters.mattermost.rest import HookRefused, MattermostRest
 from bot.markup import is_marked, resolve
-from bot.sender import ChannelSender
+from bot.sender import ChannelSender, RateLimited, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +112,8 @@ class Outgoing:
     """One message to deliver.
 
     ``kind``: ``post`` (a stored post; ``props`` may hold buttons), ``ephemeral`` (to
-    ``where.user_id`` only) or ``patch`` (change ``post_id``). ``hook_reserve``: uses of the
+    ``where.user_id`` only), ``patch`` (change ``post_id``'s message, and props if given) or
+    ``put`` (replace ``post_id``'s message and props). ``hook_reserve``: uses of the
     ``response_url`` to leave for later messages (progress notes leave two).
     """
 
@@ -119,6 +124,15 @@ class Outgoing:
     post_id: str = ""
     hook_reserve: int = 0
     pending_post_id: str = ""  # set on first attempt: retries are idempotent server-side
+    once: bool = False  # hand RateLimited / TransientError back instead of retrying
+
+
+@dataclass(frozen=True, slots=True)
+class Unsent:
+    """A ``once`` message that failed in a retryable way (returned through the sender, so the
+    sender neither retries it nor logs it as given up)."""
+
+    error: RateLimited | TransientError
 
 
 class Outbox:
@@ -143,6 +157,15 @@ class Outbox:
         """Deliver and return the created post (None for ephemeral and hook deliveries)."""
         return await self.send_nowait(item)
 
+    async def send_once(self, item: Outgoing) -> dict[str, Any] | None:
+        """One attempt, in the channel's order: raises RateLimited / TransientError for the
+        caller to retry, the REST error when Mattermost refused."""
+        item.once = True
+        answer = await self.send(item)
+        if isinstance(answer, Unsent):
+            raise answer.error
+        return answer
+
     def send_soon(self, item: Outgoing) -> None:
         """Queue without waiting; a failure is logged."""
         self.send_nowait(item).add_done_callback(_log_failure)
@@ -156,12 +179,21 @@ class Outbox:
                 log.warning("%d Mattermost message(s) not delivered at shutdown", len(pending))
         await self.sender.close()
 
-    async def _perform(self, _queue: str, item: Outgoing) -> dict[str, Any] | None:
+    async def _perform(self, _queue: str, item: Outgoing) -> Any:
+        try:
+            return await self._perform_once(item)
+        except (RateLimited, TransientError) as exc:
+            if item.once:
+                return Unsent(exc)
+            raise
+
+    async def _perform_once(self, item: Outgoing) -> dict[str, Any] | None:
         if is_marked(item.message):  # marked user text that did not go through render_text
             item.message = fit(resolve(item.message, "mattermost"))
         where = item.where
         responder = where.responder
-        if item.kind != "patch" and responder is not None and responder.usable(item.hook_reserve):
+        via_hook = item.kind not in ("patch", "put") and responder is not None
+        if via_hook and responder is not None and responder.usable(item.hook_reserve):
             payload: dict[str, Any] = {
                 "response_type": "ephemeral" if item.kind == "ephemeral" else "in_channel",
                 "text": item.message}
@@ -177,12 +209,15 @@ class Outbox:
             except HookRefused as exc:
                 log.info("response_url no longer usable (%s); using the posts API", exc)
                 responder.refused = True
+        if item.kind == "put":
+            return await self.rest.update_post(item.post_id, message=item.message,
+                                               props=item.props or {})
         if item.kind == "patch":
             return await self.rest.patch_post(item.post_id, message=item.message,
                                               props=item.props)
         if item.kind == "ephemeral" and not where.is_direct:
             await self.rest.create_ephemeral(where.user_id, where.channel_id, item.message,
-                                             root_id=where.root_id)
+                                             root_id=where.root_id, props=item.props)
             return None
         if not item.pending_post_id:
             item.pending_post_id = self.rest.pending_id()

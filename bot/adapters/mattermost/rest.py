@@ -219,6 +219,9 @@ class MattermostRest:
         return await self.request("channel lookup", "get",
                                   f"/api/v4/teams/name/{team}/channels/name/{name}")
 
+    async def channel(self, channel_id: str) -> dict[str, Any]:
+        return await self.request("channel lookup", "get", f"/api/v4/channels/{channel_id}")
+
     async def users_by_usernames(self, names: list[str]) -> list[dict[str, Any]]:
         return await self.request("user lookup", "post", "/api/v4/users/usernames",
                                   options=names)
@@ -237,10 +240,13 @@ class MattermostRest:
         return await self.request("post", "post", "/api/v4/posts", options=body)
 
     async def create_ephemeral(self, user_id: str, channel_id: str, message: str, *,
-                               root_id: str = "") -> dict[str, Any]:
+                               root_id: str = "",
+                               props: dict[str, Any] | None = None) -> dict[str, Any]:
         post: dict[str, Any] = {"channel_id": channel_id, "message": message}
         if root_id:
             post["root_id"] = root_id
+        if props:
+            post["props"] = props
         return await self.request("ephemeral post", "post", "/api/v4/posts/ephemeral",
                                   options={"user_id": user_id, "post": post})
 
@@ -252,6 +258,28 @@ class MattermostRest:
             body["props"] = props
         return await self.request("post update", "put", f"/api/v4/posts/{post_id}/patch",
                                   options=body)
+
+    async def update_post(self, post_id: str, *, message: str,
+                          props: dict[str, Any]) -> dict[str, Any]:
+        """``PUT posts/{id}``: message *and* props replaced (buttons included)."""
+        return await self.request("post update", "put", f"/api/v4/posts/{post_id}",
+                                  options={"id": post_id, "message": message, "props": props})
+
+    async def get_post(self, post_id: str) -> dict[str, Any]:
+        return await self.request("post lookup", "get", f"/api/v4/posts/{post_id}")
+
+    async def channel_posts(self, channel_id: str, *, page: int = 0,
+                            per_page: int = 200) -> dict[str, Any]:
+        """``GET channels/{id}/posts``: ``{"order": [ids, newest first], "posts": {id: post}}``."""
+        return await self.request("channel posts", "get", f"/api/v4/channels/{channel_id}/posts",
+                                  params={"page": page, "per_page": per_page})
+
+    async def thread(self, post_id: str) -> dict[str, Any]:
+        """``GET posts/{id}/thread``: the thread's root and replies (same shape as above)."""
+        return await self.request("thread", "get", f"/api/v4/posts/{post_id}/thread")
+
+    async def users_by_ids(self, ids: list[str]) -> list[dict[str, Any]]:
+        return await self.request("user lookup", "post", "/api/v4/users/ids", options=ids)
 
     async def post_to_hook(self, url: str, payload: dict[str, Any]) -> None:
         """POST a command response to a ``response_url``; raises for non-2xx answers."""

@@ -21,6 +21,9 @@ SECTION_BUDGET = 2900  # what we fill, leaving room for a reopened/closed code f
 MAX_SECTIONS = 12
 FALLBACK_LIMIT = 400  # the top-level ``text``: notifications only, the blocks hold it all
 ACTION_PREFIX = "shiftbot."
+# A command button (``Action.run``): ``shiftbot.run.<stored id>``, value the same id. The id is
+# in the action_id too because Slack wants action_ids unique within a block.
+RUN_PREFIX = "shiftbot.run."
 FENCE = "```"
 
 LEVEL_EMOJI = {Level.WARNING: ":warning:", Level.ERROR: ":x:", Level.DENIED: ":no_entry:"}
@@ -83,10 +86,18 @@ def split_sections(text: str, budget: int = SECTION_BUDGET,
 
 def button(action: Action) -> dict[str, Any]:
     """One Block Kit button; destructive confirmations get Slack's native confirm dialog."""
+    if action.command is not None:
+        if not action.action_id:
+            raise ValueError(f"command button {action.label!r} was not stored (bot.actions)")
+        action_id, value = RUN_PREFIX + action.action_id, action.action_id
+    elif action.choice is None:
+        raise ValueError(f"button {action.label!r} neither decides a request nor runs a command")
+    else:
+        action_id, value = ACTION_PREFIX + action.choice.value, str(action.request_id)
     element: dict[str, Any] = {
         "type": "button",
-        "action_id": ACTION_PREFIX + action.choice.value,
-        "value": action.request_id,
+        "action_id": action_id,
+        "value": value,
         "text": {"type": "plain_text", "text": plain(action.label)[:75], "emoji": True},
     }
     if action.style in ("primary", "danger"):
@@ -109,8 +120,9 @@ def message(reply: Reply, *, with_actions: bool = True) -> dict[str, Any]:
         {"type": "section", "text": mrkdwn(chunk)} for chunk in split_sections(text)
     ]
     if with_actions and reply.actions:
-        request = reply.actions[0].request_id
-        blocks.append({"type": "actions", "block_id": f"{ACTION_PREFIX}{request}"[:255],
+        first = reply.actions[0]
+        block = first.request_id or first.action_id or "actions"
+        blocks.append({"type": "actions", "block_id": f"{ACTION_PREFIX}{block}"[:255],
                        "elements": [button(a) for a in reply.actions]})
     return {"text": fallback(text), "blocks": blocks}
 
@@ -142,7 +154,7 @@ def fallback(text: str, limit: int = FALLBACK_LIMIT) -> str:
 def parse_action(action: dict[str, Any]) -> tuple[Choice, str] | None:
     """``(choice, request_id)`` from a clicked button of ours, else None."""
     action_id = str(action.get("action_id") or "")
-    if not action_id.startswith(ACTION_PREFIX):
+    if not action_id.startswith(ACTION_PREFIX) or action_id.startswith(RUN_PREFIX):
         return None
     try:
         choice = Choice(action_id[len(ACTION_PREFIX):])
@@ -150,3 +162,13 @@ def parse_action(action: dict[str, Any]) -> tuple[Choice, str] | None:
         return None
     request_id = str(action.get("value") or "").strip()
     return (choice, request_id) if request_id else None
+
+
+def parse_run(action: dict[str, Any]) -> str | None:
+    """The stored id of a clicked command button of ours, else None (never a command line:
+    the id is looked up server-side)."""
+    action_id = str(action.get("action_id") or "")
+    if not action_id.startswith(RUN_PREFIX):
+        return None
+    value = str(action.get("value") or "").strip()
+    return value if value and action_id == RUN_PREFIX + value else None

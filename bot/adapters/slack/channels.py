@@ -8,10 +8,14 @@ Grid org, does not inherit the grants of the channel the alias meant.
 * An alias configured by id (``C0123456789``) needs no lookup at all.
 * Aliases configured by name are resolved name -> id by paging ``conversations.list`` (1000 a
   page, stopping at the page that has the last of them): when the adapter starts (in the
-  background, so a big workspace does not delay it), again after ``ttl`` seconds (a renamed or
-  re-created channel), and, while an alias is unresolved, when a message comes from a channel
-  that is no alias (the bot may have been invited since), at most every ``NEGATIVE_TTL``
-  seconds. A message that arrives while such a paging runs waits for it (``LOOKUP_TIMEOUT``).
+  background, so a big workspace does not delay it), again after ``ttl`` seconds, and, while
+  an alias is unresolved, when a message comes from a channel that is no alias (the bot may
+  have been invited since), at most every ``NEGATIVE_TTL`` seconds. A message that arrives
+  while such a paging runs waits for it (``LOOKUP_TIMEOUT``).
+* A resolved alias is pinned to its first id for the life of the process: the re-resolution
+  after ``ttl`` only *reports* (ERROR, ``/healthz``) a name that now belongs to another channel
+  or to none, since after a rename anybody may create a new public channel with the old name.
+  A restart resolves names again: an alias configured by id cannot be taken over at all.
 * Posting to a ``#name`` that is no alias pages the same way once and caches the id.
 """
 
@@ -55,7 +59,8 @@ class ChannelDirectory:
         self.ttl = ttl
         self.clock = clock
         self.aliases = dict(aliases)
-        self.table = AliasTable("slack", aliases, is_channel_id, health)
+        self.table = AliasTable("slack", aliases, is_channel_id, health,
+                                ids_verified=True)  # ids are upper case, names lower
         self._name_ids: dict[str, tuple[str, float]] = {}  # any name -> (id, expiry)
         self._list_lock = asyncio.Lock()
         self._refresh: asyncio.Future[None] | None = None  # the alias paging under way
@@ -129,7 +134,9 @@ class ChannelDirectory:
         self._failed = False
         self._resolved_at = self.clock()
         for alias, name in self.table.names.items():
-            if name in found:
+            if alias in self.table.ids:
+                self.table.check_pinned(alias, found.get(name))  # never moves it
+            elif name in found:
                 self.table.bind(alias, found[name])
             else:
                 self.table.fail(alias, f"no Slack channel named #{name} the bot can see "

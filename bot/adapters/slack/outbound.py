@@ -6,6 +6,10 @@ used up (5 uses) or expired (30 min); a Web API post may fall back to a ``respon
 the bot is not in the channel. The post function maps Slack's answers onto the sender's
 contract: HTTP 429 -> :class:`RateLimited` (``Retry-After``), 5xx / timeouts / dropped
 connections -> :class:`TransientError`; ``ok: false`` errors are permanent.
+
+A post marked ``once`` (the platform port's, :mod:`bot.adapters.slack.platform`) keeps its
+place in the channel's queue but is not retried here: its caller (the notice deliverer) retries
+from the database with its own clock, so the failure is handed back to it.
 """
 
 from __future__ import annotations
@@ -62,6 +66,15 @@ class Post:
     args: dict[str, Any]
     responder: Responder | None = None
     fallback: Post | None = None
+    once: bool = False  # hand RateLimited / TransientError back instead of retrying
+
+
+@dataclass(frozen=True)
+class Unsent:
+    """A ``once`` post that failed in a retryable way (returned through the sender, so that
+    the sender neither retries it nor logs it as given up)."""
+
+    error: RateLimited | TransientError
 
 
 def retry_after(headers: Mapping[str, Any] | None, default: float = 1.0) -> float:
@@ -98,6 +111,20 @@ class Outbox:
         """Queue ``post`` and wait until it is delivered (raises when it finally failed)."""
         return await self.send_nowait(channel, post)
 
+    async def send_once(self, channel: str, post: Post) -> dict[str, Any]:
+        """One attempt, in the channel's order: raises RateLimited / TransientError for the
+        caller to retry, SlackApiError when Slack refused."""
+        post.once = True
+        answer = await self.send(channel, post)
+        if isinstance(answer, Unsent):
+            raise answer.error
+        return answer if isinstance(answer, dict) else {}
+
+    async def read(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A read method (``conversations.history``): form parameters, no queue, no retry;
+        errors mapped like posts."""
+        return await self._api(method, params, form=True)
+
     async def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (up to ``timeout``), then stop the workers."""
         # Not ChannelSender.flush(): it also waits for idle workers, which linger 60 s.
@@ -109,6 +136,14 @@ class Outbox:
         await self.sender.close()
 
     async def _post(self, channel: str, post: Post) -> Any:
+        try:
+            return await self._post_with_fallback(post)
+        except (RateLimited, TransientError) as exc:
+            if post.once:
+                return Unsent(exc)
+            raise
+
+    async def _post_with_fallback(self, post: Post) -> Any:
         while True:
             if post.method == RESPONSE_URL:
                 responder = post.responder
@@ -131,9 +166,13 @@ class Outbox:
                 log.info("%s refused (%s); using the fallback", post.method, error)
                 post = post.fallback
 
-    async def _api(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def _api(self, method: str, args: dict[str, Any], *,
+                   form: bool = False) -> dict[str, Any]:
         try:
-            response = await self.client.api_call(method, json=args)
+            if form:  # Slack's read methods take form fields, not JSON bodies
+                response = await self.client.api_call(method, http_verb="GET", params=args)
+            else:
+                response = await self.client.api_call(method, json=args)
         except SlackApiError as exc:
             # A SlackResponse normally; the raw aiohttp response when the body was not JSON.
             status = int(getattr(exc.response, "status_code", None)

@@ -35,7 +35,10 @@ class SlackSignature:
         self.clock = clock
 
     async def bolt_request(self, request: web.Request) -> AsyncBoltRequest:
-        """Read, verify, then decode (UTF-8) and parse ``request`` for bolt."""
+        """Verify the headers, read the body, verify its signature, then decode (UTF-8) and
+        parse ``request`` for bolt. An unsigned request is refused before its body is read,
+        so it cannot hold the connection by sending its body slowly."""
+        self.check_headers(request.headers)
         body = await read_body(request, what="Slack request")
         self.check(request.headers, body)
         try:
@@ -50,6 +53,15 @@ class SlackSignature:
 
     def check(self, headers: Mapping[str, str], body: bytes) -> None:
         """Return when ``body`` was signed by Slack recently; else raise ``Refused(401)``."""
+        timestamp, signature = self.check_headers(headers)
+        expected = hmac.new(self._key, b"v0:" + timestamp.encode() + b":" + body,
+                            hashlib.sha256).hexdigest()
+        if not hmac.compare_digest("v0=" + expected, signature):
+            raise _refused("Slack request with a wrong signature")
+
+    def check_headers(self, headers: Mapping[str, str]) -> tuple[str, str]:
+        """The timestamp and signature headers, present, well-formed and recent; else
+        ``Refused(401)``."""
         timestamp = headers.get("X-Slack-Request-Timestamp")
         signature = headers.get("X-Slack-Signature")
         if not timestamp or not signature:
@@ -61,10 +73,7 @@ class SlackSignature:
             raise _refused("Slack request outside the 5 minute window", f"age {age:.0f} s")
         if not _SIGNATURE.fullmatch(signature):
             raise _refused("Slack request with a malformed signature", clip(signature, 40))
-        expected = hmac.new(self._key, b"v0:" + timestamp.encode() + b":" + body,
-                            hashlib.sha256).hexdigest()
-        if not hmac.compare_digest("v0=" + expected, signature):
-            raise _refused("Slack request with a wrong signature")
+        return timestamp, signature
 
 
 def _refused(reason: str, detail: str = "") -> Refused:

@@ -1,7 +1,8 @@
 """``shiftbot check-config``: every problem with its key path and a hint.
 
 Schema problems come from pydantic (bot/config.py); this module checks what needs the command
-registry and the references between sections (grants naming unknown groups, channel aliases
+registry (feature sections and the features' own ``check_config``, bot/features.py) and the
+references between sections (grants naming unknown groups, channel aliases
 never defined, role inheritance cycles, ...).
 """
 
@@ -12,6 +13,7 @@ from fnmatch import fnmatchcase
 
 from bot.condor.configcheck import check_pools
 from bot.config import Config, Problem
+from bot.features import bind_sections, run_checks
 from bot.permissions import DECISION_PERMISSIONS
 from bot.registry import Registry
 
@@ -38,7 +40,10 @@ def _ref(path: str, kind: str, name: str, known: list[str], problems: list[Probl
 
 
 def check_references(config: Config, registry: Registry) -> list[Problem]:
-    problems: list[Problem] = []
+    # Feature sections first: validated by their modules' models, then their own checks.
+    problems: list[Problem] = bind_sections(config, registry.sections)
+    if not problems:
+        problems += run_checks(config, registry)
     known_perms = sorted(registry.permissions() | DECISION_PERMISSIONS)
     people, groups = list(config.people), list(config.groups)
     roles, channels = list(config.roles), list(config.channels)
@@ -74,6 +79,8 @@ def check_references(config: Config, registry: Registry) -> list[Problem]:
             _ref(f"grants[{i}].groups[{j}]", "group", group, groups, problems)
         for j, channel in enumerate(grant.channels or []):
             _ref(f"grants[{i}].channels[{j}]", "channel alias", channel, channels, problems)
+            if channel in channels:
+                problems += _unmapped(config, f"grants[{i}].channels[{j}]", channel)
 
     for platform in ("slack", "mattermost"):
         section = getattr(config, platform)
@@ -98,7 +105,21 @@ def check_references(config: Config, registry: Registry) -> list[Problem]:
     if config.condor.default_pool is not None:
         _ref("condor.default_pool", "pool", config.condor.default_pool, pools, problems)
     problems += check_pools(config)  # submit files readable, getenv warnings
+    problems += config.load_warnings  # e.g. a secret too short to be masked
     return problems
+
+
+def _unmapped(config: Config, path: str, alias: str) -> list[Problem]:
+    """A grant limited to an alias some enabled platform does not map: there it matches no
+    channel (fail-closed, but surely not what was meant), so say so without failing."""
+    missing = [platform for platform in ("slack", "mattermost")
+               if (section := getattr(config, platform)) is not None
+               and alias not in section.channels]
+    return [Problem(path, f"channel alias '{alias}' is not mapped on {platform}: the grant "
+                          f"applies in no {platform} channel",
+                    f"add it to {platform}.channels, or ignore this if that is intended",
+                    severity="warning")
+            for platform in missing]
 
 
 def _inheritance_cycles(config: Config) -> list[Problem]:

@@ -1,0 +1,58 @@
+"""A rendered :class:`~bot.reply.Reply` as JSON, so a notice survives a restart as it was meant.
+
+What is stored is what every platform renders from: text (templates already rendered, user
+text still *marked*, so each platform escapes it its own way at send time), title, level,
+fields, table and buttons (command buttons already stored, so only their ids are here).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.reply import Action, Choice, Level, Reply, Table, Visibility
+
+
+def dump(reply: Reply) -> str:
+    data: dict[str, Any] = {"text": reply.text, "level": reply.level.value}
+    if reply.title:
+        data["title"] = reply.title
+    if reply.fields:
+        data["fields"] = [list(pair) for pair in reply.fields]
+    if reply.table is not None:
+        data["table"] = {"columns": reply.table.columns, "rows": reply.table.rows,
+                         "omitted": reply.table.omitted}
+    if reply.actions:
+        data["actions"] = [_action(a) for a in reply.actions]
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def load(text: str) -> Reply:
+    data = json.loads(text)
+    table = data.get("table")
+    return Reply(
+        text=data.get("text", ""), title=data.get("title"), level=Level(data.get("level", "info")),
+        fields=[(str(k), str(v)) for k, v in data.get("fields", [])],
+        table=Table(table["columns"], table["rows"], table.get("omitted", 0)) if table else None,
+        actions=[_load_action(a) for a in data.get("actions", [])],
+        visibility=Visibility.CHANNEL,
+    )
+
+
+def _action(action: Action) -> dict[str, Any]:
+    out = {"label": action.label, "style": action.style}
+    for name in ("request_id", "confirm_text", "command", "action_id"):
+        value = getattr(action, name)
+        if value is not None:
+            out[name] = value
+    if action.choice is not None:
+        out["choice"] = action.choice.value
+    return out
+
+
+def _load_action(data: dict[str, Any]) -> Action:
+    choice = data.get("choice")
+    return Action(data["label"], choice=Choice(choice) if choice else None,
+                  request_id=data.get("request_id"), style=data.get("style", "default"),
+                  confirm_text=data.get("confirm_text"), command=data.get("command"),
+                  action_id=data.get("action_id"))
