@@ -186,9 +186,10 @@ class RequestFlow:
         """An adapter posted ``reply``; if it shows a request's buttons, remember the message so
         the listeners can update it when the request ends. Never raises (it is a nicety: the
         buttons still work, and a late click is told the request was already decided)."""
-        if not reply.actions:
+        # The first button that decides a request (a reply may also carry command buttons).
+        request_id = next((a.request_id for a in reply.actions if a.decides), None)
+        if request_id is None:
             return
-        request_id = reply.actions[0].request_id
         try:
             await self.requests.remember_message(
                 request_id, MessageRef(platform, channel_id, message_id))

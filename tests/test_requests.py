@@ -231,3 +231,16 @@ async def test_decisions_anywhere_update_the_request_messages(make_bot) -> None:
     assert "expired" in notices[1].update.text
     await bot.handle(console("alice", "sample restart other"))
     assert len(notices) == 2
+
+
+async def test_messages_are_remembered_by_their_deciding_button(make_bot) -> None:  # type: ignore[no-untyped-def]
+    from bot.reply import Action, Reply
+
+    bot = await make_bot()
+    asked = await bot.handle(console("alice", "sample restart gwcelery"))
+    request = asked.request_id or ""
+    mixed = Reply("card", actions=[Action.run("Analyze", "sample echo hi"),
+                                   Action("Approve", Choice.APPROVE, request)])
+    await bot.remember_request_message(mixed, "slack", "C0OPS", "1.1")
+    await bot.remember_request_message(Reply("no buttons"), "slack", "C0OPS", "1.2")
+    assert [m.message_id for m in await bot.requests.messages_of(request)] == ["1.1"]

@@ -78,8 +78,6 @@ class Answers:
         server through the response_url) has no post id we learn, so it is not remembered."""
         if item.props is None or not created or not created.get("id"):
             return
-        if not any(a.decides for a in reply.actions):
-            return
         await self.bot.remember_request_message(
             reply, "mattermost", str(created.get("channel_id") or item.where.channel_id),
             str(created["id"]))

@@ -85,9 +85,8 @@ class MattermostPlatform:
             created = await self._send(item)
         ref = MessageRef(self.name, str(created.get("channel_id") or channel_id),
                          str(created["id"]), thread_id)
-        if any(a.decides for a in reply.actions):
-            await self.bot.remember_request_message(reply, self.name, ref.channel_id,
-                                                    ref.message_id)
+        await self.bot.remember_request_message(reply, self.name, ref.channel_id,
+                                                ref.message_id)
         return ref
 
     async def update(self, ref: MessageRef, reply: Reply) -> None:

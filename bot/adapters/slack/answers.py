@@ -55,8 +55,6 @@ class Answers:
         update: response_url and ephemeral posts do not."""
         if not isinstance(answer, dict) or not answer.get("ts"):
             return
-        if not any(a.decides for a in reply.actions):
-            return
         await self.bot.remember_request_message(
             reply, "slack", str(answer.get("channel") or channel_id), str(answer["ts"]))
 

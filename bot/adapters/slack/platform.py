@@ -69,9 +69,8 @@ class SlackPlatform:
         answer = await self._send(channel_id, Post("chat.postMessage", args))
         ref = MessageRef(self.name, str(answer.get("channel") or channel_id),
                          str(answer.get("ts") or ""), thread_id)
-        if any(a.decides for a in reply.actions):
-            await self.bot.remember_request_message(reply, self.name, ref.channel_id,
-                                                    ref.message_id)
+        await self.bot.remember_request_message(reply, self.name, ref.channel_id,
+                                                ref.message_id)
         return ref
 
     async def update(self, ref: MessageRef, reply: Reply) -> None:
