@@ -20,7 +20,8 @@ Feature hooks are declared the same way (``@every``, ``@route``, ``@on_thread_re
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -175,6 +176,8 @@ class CommandSpec:
     _usage: str = field(init=False, repr=False)
     _short_usage: str = field(init=False, repr=False)
     secret_slots: frozenset[str] = field(init=False, repr=False)  # args keys audit masks
+    # "restart.{target}": the argument whose value completes the permission (None: static).
+    permission_slot: str | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.key = f"{self.family}.{self.name}" if self.name else self.family
@@ -184,6 +187,24 @@ class CommandSpec:
         self._short_usage = " ".join(positional) + (" [options]" if self.options else "")
         self.secret_slots = frozenset(s.name.replace("-", "_")
                                       for s in (*self.args, *self.options) if s.secret)
+        self.permission_slot = _permission_slot(self.permission, self.args)
+
+    def permission_for(self, args: Mapping[str, Any]) -> str:
+        """The permission a call with these (parsed) ``args`` needs: ``restart.{target}`` with
+        target ``gwcelery`` needs ``restart.gwcelery``. A value that is not a plain name (or is
+        missing) gives ``family.?``, which no grant names, so the gate refuses it."""
+        if self.permission_slot is None:
+            return self.permission
+        value = args.get(self.permission_slot)
+        if not isinstance(value, str) or not PERMISSION_VALUE.fullmatch(value):
+            value = "?"
+        return self.permission.replace("{" + self.permission_slot + "}", value)
+
+    def permission_pattern(self) -> str:
+        """The permission as a glob (``restart.*``): what config checks match roles against."""
+        if self.permission_slot is None:
+            return self.permission
+        return self.permission.replace("{" + self.permission_slot + "}", "*")
 
     def usage(self) -> str:
         """The full usage, every option spelled out (``help condor q``, usage errors)."""
@@ -192,6 +213,27 @@ class CommandSpec:
     def short_usage(self) -> str:
         """``condor q [POOL] [options]``: for lists of many commands."""
         return self._short_usage
+
+
+# What may complete a permission (``restart.{target}``): no glob characters, no dots.
+PERMISSION_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def _permission_slot(permission: str, args: tuple[Arg, ...]) -> str | None:
+    """The argument named by ``{slot}`` in a permission; the declaration is checked at import
+    so a typo cannot leave a command open or closed by accident."""
+    slots = re.findall(r"\{([^{}]*)\}", permission)
+    if not slots:
+        return None
+    names = {a.name.replace("-", "_"): a for a in args}
+    if len(slots) != 1 or slots[0] not in names or not permission.endswith("{" + slots[0] + "}"):
+        raise ValueError(f"permission {permission!r}: one trailing {{ARG}} naming a positional "
+                         f"argument ({', '.join(names) or 'none declared'})")
+    arg = names[slots[0]]
+    if not arg.required or arg.many:
+        raise ValueError(f"permission {permission!r}: argument {arg.name!r} must be required "
+                         "and single")
+    return slots[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,15 @@ def _did_you_mean(word: str, candidates: list[str]) -> str:
 
 def _check_globs(path: str, globs: list[str], known: list[str], problems: list[Problem]) -> None:
     for i, glob in enumerate(globs):
-        if not any(fnmatchcase(p, glob) for p in known):
+        if not _known(glob, known):
             problems.append(Problem(f"{path}[{i}]", f"unknown permission '{glob}'",
                                     _did_you_mean(glob, known)))
+
+
+def _known(glob: str, known: list[str]) -> bool:
+    """Does ``glob`` name a permission some command needs? ``restart.*`` stands for every
+    ``restart.TARGET`` (a permission completed by an argument)."""
+    return any(fnmatchcase(p, glob) or ("*" in p and fnmatchcase(glob, p)) for p in known)
 
 
 def _ref(path: str, kind: str, name: str, known: list[str], problems: list[Problem]) -> None:
@@ -61,7 +67,7 @@ def check_references(config: Config, registry: Registry) -> list[Problem]:
         for i, parent in enumerate(role.inherits):
             _ref(f"roles.{name}.inherits[{i}]", "role", parent, roles, problems)
         for glob, approver in role.approval.items():
-            if not any(fnmatchcase(p, glob) for p in known_perms):
+            if not _known(glob, known_perms):
                 problems.append(Problem(f"roles.{name}.approval.{glob}",
                                         f"unknown permission '{glob}'",
                                         _did_you_mean(glob, known_perms)))

@@ -225,7 +225,7 @@ class Bot(RequestFlow):
                 return await self.handle(replace(inbound, text=f"help {exc.family}"), progress)
             return await self._bad_input(caller, inbound.text, exc, started)
         spec = parsed.spec
-        decision = self.gate.check(caller, spec.permission)
+        decision = self.gate.check(caller, spec.permission_for(parsed.args))
         arguments = redact_arguments(spec, parsed.args, parsed.text)
         if not decision.allowed:
             self.audit.record_soon(caller, spec.key, arguments, AuditDecision.DENIED,

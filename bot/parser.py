@@ -254,7 +254,12 @@ def _parse(registry: Registry, line: str) -> Parsed:
         raise ParseError(msg + "; try 'help'")
     rest = tokens[1:]
     spec = family.commands.get("")
-    if spec is None:
+    if spec is not None and rest and rest[0].lower() in family.commands:
+        # A family that is a command and has subcommands ("status NAME", "status ack NAME"):
+        # a subcommand's name wins, so features keep those names out of their own (checks).
+        spec = family.commands[rest[0].lower()]
+        rest = rest[1:]
+    elif spec is None:
         if not rest or rest[0].startswith("-"):
             if rest and rest[0] in ("--help", "-h"):
                 raise ParseError("help", family=family_name)

@@ -53,8 +53,8 @@ class Registry:
         family = self.families.setdefault(spec.family, FamilyEntry(spec.family, spec.summary))
         if spec.name in family.commands:
             raise RegistryError(f"command '{spec.words}' is declared twice")
-        if ("" in family.commands) != (spec.name == "") and family.commands:
-            raise RegistryError(f"'{spec.family}' mixes a bare command with subcommands")
+        # A family may be a command and have subcommands (``status NAME``, ``status ack NAME``):
+        # the parser tries the subcommand names first.
         if spec.destructive and spec.plan is None:
             # People confirm what they are shown: a destructive command must say what it does.
             raise RegistryError(f"destructive command '{spec.words}' declares no plan= step")
@@ -148,7 +148,7 @@ class Registry:
         return [spec for family in ordered for spec in family.commands.values()]
 
     def permissions(self) -> set[str]:
-        return {spec.permission for spec in self.specs()}
+        return {spec.permission_pattern() for spec in self.specs()}
 
     def command_words(self) -> list[str]:
         return sorted({spec.family for spec in self.specs()} | {s.words for s in self.specs()})

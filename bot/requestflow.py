@@ -106,7 +106,7 @@ class RequestFlow:
                            OutcomeStatus.ERROR)
         arguments = redact_arguments(parsed.spec, parsed.args, claimed.text)
         # Permissions are checked again at run time: a grant may have been removed meanwhile.
-        decision = self.gate.check(requester, parsed.spec.permission)
+        decision = self.gate.check(requester, parsed.spec.permission_for(parsed.args))
         if not decision.allowed:
             await self.requests.not_run(claimed.id, NotRun.DENIED)
             await self.audit.record(requester, claimed.command, arguments, AuditDecision.DENIED,

@@ -116,20 +116,20 @@ async def why(ctx: Context) -> Reply:
         caller = Caller(caller.platform, person.ids.get(caller.platform, key), person,
                         caller.channel_id, caller.channel_alias)
         words = words[:-2]
-    spec = ctx.bot.registry.find_words(" ".join(words[:2]))
+    spec, permission = _command_permission(ctx, words)
     if spec is None:
         return Reply.error(f"No command '{user(' '.join(words))}'; 'help' lists them.",
                            title="No such command")
-    decision = ctx.bot.gate.check(caller, spec.permission)
+    decision = ctx.bot.gate.check(caller, permission)
     # An unknown caller's label (platform:id) and the gate's reason (channel names) hold what
     # the platform or the person gave; a person's key is the config's.
     who = caller.label if caller.person else user(caller.label)
     reason = user(decision.reason)
     if not decision.allowed:
-        return Reply(f"{who} may not run '{spec.words}' (permission {spec.permission}): "
+        return Reply(f"{who} may not run '{spec.words}' (permission {permission}): "
                      f"{reason}.", title="Denied", level=Level.DENIED)
     extra = " It asks for confirmation first." if spec.destructive else ""
-    return Reply(f"{who} may run '{spec.words}' (permission {spec.permission}): "
+    return Reply(f"{who} may run '{spec.words}' (permission {permission}): "
                  f"{reason}.{extra}", title="Allowed", level=Level.OK)
 
 
@@ -137,13 +137,30 @@ async def why(ctx: Context) -> Reply:
          examples=["who-can condor rm"])
 async def who_can(ctx: Context) -> Reply:
     words = " ".join(ctx.args["command"])
-    spec = ctx.bot.registry.find_words(words)
+    spec, permission = _command_permission(ctx, list(ctx.args["command"]))
     if spec is None:
         return Reply.error(f"No command '{user(words)}'; 'help' lists them.",
                            title="No such command")
-    lines = ctx.bot.gate.who_can(spec.permission)
+    lines = ctx.bot.gate.who_can(permission)
     if not lines:
-        return Reply(f"Nobody may run '{spec.words}' (permission {spec.permission}).",
+        return Reply(f"Nobody may run '{spec.words}' (permission {permission}).",
                      level=Level.WARNING)
     return Reply("\n".join(f"- {line}" for line in lines),
-                 title=f"Who can run '{spec.words}' ({spec.permission})")
+                 title=f"Who can run '{spec.words}' ({permission})")
+
+
+def _command_permission(ctx: Context, words: list[str]) -> tuple[CommandSpec | None, str]:
+    """The command ``words`` name and the permission it needs: ``restart gwcelery`` needs
+    ``restart.gwcelery`` (a permission completed by an argument); without the argument, the
+    pattern (``restart.*``)."""
+    for size in (2, 1):
+        spec = ctx.bot.registry.find_words(" ".join(words[:size]))
+        if spec is None:
+            continue
+        if spec.permission_slot is None:
+            return spec, spec.permission
+        rest = words[len(spec.words.split()):]
+        slot = spec.permission_slot
+        return spec, (spec.permission_for({slot: rest[0]}) if rest
+                      else spec.permission_pattern())
+    return None, ""

@@ -1,0 +1,1 @@
+"""Status checks: Nagios-compatible checks of the pipeline (``status``), see docs/status.md."""
