@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,13 +33,17 @@ from pydantic import (
     field_validator,
 )
 
-from bot.condor.models import DEFAULT_GETENV_ALLOW
-from bot.secrets import masker
-
-# What a pool's `environment:` may set besides _CONDOR_* knobs: HTCondor's configuration file
-# and credential paths (the worker never takes these from the bot's own environment).
-WORKER_VARIABLES = frozenset({"CONDOR_CONFIG", "X509_USER_PROXY", "X509_CERT_DIR",
-                              "BEARER_TOKEN_FILE"})
+from bot.condor.config import WORKER_VARIABLES as WORKER_VARIABLES
+from bot.condor.config import CondorConfig as CondorConfig
+from bot.condor.config import CondorPoolConfig as CondorPoolConfig
+from bot.condor.config import SubmitDescription as SubmitDescription
+from bot.configbase import ConfigError as ConfigError
+from bot.configbase import Problem as Problem
+from bot.configbase import Strict as Strict
+from bot.configbase import _hint_for, _model_at, _unwrap  # noqa: F401 (tests)
+from bot.configbase import format_path as format_path
+from bot.configbase import hint_for as hint_for
+from bot.configbase import secret_value as secret_value
 
 DEFAULT_CONFIG_PATH = Path("config/shiftbot.yaml")
 # (dialect, driver) pairs bot/db.py supports; an empty driver is the default (psycopg for
@@ -49,10 +51,6 @@ DEFAULT_CONFIG_PATH = Path("config/shiftbot.yaml")
 DATABASES = frozenset({("sqlite", ""), ("sqlite", "pysqlite"), ("postgresql", ""),
                        ("postgresql", "psycopg"), ("postgresql", "psycopg2")})
 ENV_CONFIG = "SHIFTBOT_CONFIG"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
 
 
 # ---------------------------------------------------------------------------------------- bot
@@ -243,106 +241,6 @@ class MattermostConfig(Strict):
         return {trigger.strip().lstrip("/").lower(): family for trigger, family in value.items()}
 
 
-# ----------------------------------------------------------------------------------- HTCondor
-
-
-class SubmitDescription(Strict):
-    """A submit description shiftbot may submit: from a file or inline, never from chat."""
-
-    file: str | None = None  # path; relative paths resolve against the config file's directory
-    text: str | None = Field(None, validate_default=True)  # inline description
-    attributes: dict[str, str] = {}  # extra submit commands: accounting_group, ...
-    batch_name: str | None = None  # the batch `resubmit` removes and waits for
-
-    @field_validator("text")
-    @classmethod
-    def _one_source(cls, value: str | None, info: Any) -> str | None:
-        if (value is None) == (info.data.get("file") is None):
-            raise ValueError("set exactly one of 'file' and 'text'")
-        return value
-
-    @field_validator("attributes")
-    @classmethod
-    def _submit_commands(cls, value: dict[str, str]) -> dict[str, str]:
-        from bot.condor.errors import CondorError
-        from bot.condor.submitdesc import check_attributes
-
-        try:
-            check_attributes(value, "attributes")
-        except CondorError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
-
-class CondorPoolConfig(Strict):
-    backend: Literal["htcondor", "demo"] = "htcondor"
-    collector: str | None = None  # host[:port]; also used by `condor analyze` for slots
-    schedd: str | None = None  # schedd name, located through the collector
-    # <host:port?...> or host:port: talk to the schedd directly, no collector lookup
-    schedd_address: str | None = Field(None, validate_default=True)
-    scope: str | None = None  # constraint applied to every query and action
-    timeout_seconds: float = Field(10, gt=0, le=300)  # deadline of each call to the schedd
-    submit: dict[str, SubmitDescription] = {}
-    environment: dict[str, str] = {}  # _CONDOR_* knobs for the worker (security, tokens)
-    # Variables `getenv` in a submit description may copy into job ads (names, no globs):
-    # getenv = true is submitted as this list (docs/condor.md).
-    getenv_allow: list[str] = list(DEFAULT_GETENV_ALLOW)
-    demo_jobs: int = Field(300, ge=0, le=1_000_000)  # demo backend: queue size
-    demo_seed: int = 1
-    demo_remove_delay_seconds: float = Field(2.0, ge=0)  # demo: how long removed jobs linger
-
-    @field_validator("schedd_address")
-    @classmethod
-    def _reachable(cls, value: str | None, info: Any) -> str | None:
-        if value is not None and not re.fullmatch(r"<[^<>\s]+>|[A-Za-z0-9_.:\[\]-]+:\d{1,5}",
-                                                  value.strip()):
-            raise ValueError("expected <host:port?...> or host:port")
-        data = info.data
-        if data.get("backend") == "htcondor" and value is None and data.get("collector") \
-                and not data.get("schedd"):
-            raise ValueError("with a collector, set 'schedd' (the schedd name to locate) or "
-                             "'schedd_address'")
-        return value
-
-    @field_validator("scope")
-    @classmethod
-    def _valid_scope(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from bot.condor.constraints import validate
-        from bot.condor.errors import CondorError
-
-        try:
-            validate(value, what="scope")
-        except CondorError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("environment")
-    @classmethod
-    def _condor_knobs(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not (re.fullmatch(r"_CONDOR_[A-Za-z0-9_.]+", key) or key in WORKER_VARIABLES):
-                raise ValueError(f"{key}: only _CONDOR_* variables, "
-                                 + ", ".join(sorted(WORKER_VARIABLES)))
-        return value
-
-    @field_validator("getenv_allow")
-    @classmethod
-    def _variable_names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(f"{name!r}: list variable names (no globs, no '!')")
-        return value
-
-
-class CondorConfig(Strict):
-    default_pool: str | None = None  # default: the only pool, when there is one
-    pools: dict[str, CondorPoolConfig] = {}
-    resubmit_wait_seconds: float = Field(120, gt=0, le=600)  # how long resubmit waits for rm
-    resubmit_poll_seconds: float = Field(1.0, gt=0, le=30)
-
-
 class NoticesConfig(Strict):
     """The ``notices:`` section: the durable outbox (``bot/messaging/notices.py``)."""
 
@@ -407,84 +305,12 @@ class Config(Strict):
 # ------------------------------------------------------------------------------- loading
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: str
-    message: str
-    hint: str = ""
-    # A warning is printed by check-config but does not fail it (nor stop the console).
-    severity: Literal["error", "warning"] = "error"
-
-    def __str__(self) -> str:
-        text = f"{self.path}: {self.message}" if self.path else self.message
-        text = f"{text} ({self.hint})" if self.hint else text
-        # Masked here, so no way of printing a problem can show a secret.
-        return masker.mask(f"warning: {text}" if self.severity == "warning" else text)
-
-
-class ConfigError(Exception):
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(masker.mask(str(p)) for p in problems))
-
-
 def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
     if explicit:
         return Path(explicit)
     if os.environ.get(ENV_CONFIG):
         return Path(os.environ[ENV_CONFIG])
     return DEFAULT_CONFIG_PATH
-
-
-def format_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _hint_for(error: dict[str, Any], model: type[BaseModel] | None) -> str:
-    if error["type"] == "extra_forbidden" and model is not None:
-        name = str(error["loc"][-1])
-        close = difflib.get_close_matches(name, list(model.model_fields), n=1)
-        if close:
-            return f"did you mean '{close[0]}'?"
-        return "allowed: " + ", ".join(f for f in model.model_fields if f != "source_dir")
-    return ""
-
-
-def hint_for(error: dict[str, Any], root: type[BaseModel], loc: tuple[Any, ...]) -> str:
-    """The hint for a validation error at ``loc`` inside ``root`` (feature sections too)."""
-    return _hint_for(error, _model_at(loc, root))
-
-
-def _model_at(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:
-    """The model class that owns the last key of ``loc`` (for 'did you mean' hints)."""
-    model: Any = root or Config
-    for part in loc[:-1]:
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            field = model.model_fields.get(str(part))
-            if field is None:
-                return None
-            model = _unwrap(field.annotation)
-        elif isinstance(part, (int, str)) and model is not None:
-            continue
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Find the model inside ``X | None``, ``dict[str, X]`` and ``list[X]``."""
-    args = getattr(annotation, "__args__", None)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in args or ():
-        found = _unwrap(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def _core_typos(raw: dict[str, Any]) -> list[Problem]:
@@ -528,7 +354,8 @@ def parse_config(raw: Any, source_dir: Path = Path(".")) -> Config:
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = f"unknown key '{loc[-1]}'"
-            problems.append(Problem(format_path(loc), message, _hint_for(error, _model_at(loc))))
+            problems.append(Problem(format_path(loc), message,
+                                    _hint_for(error, _model_at(loc, Config))))
         raise ConfigError(problems + _core_typos(expanded)) from None
     config.source_dir = source_dir
     config.load_warnings = warnings
@@ -557,6 +384,3 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     # Duplicate keys, an empty file and broken YAML are errors (bot/configfile.py).
     return parse_config(read_yaml(text, str(file)), file.resolve().parent)
 
-
-def secret_value(secret: SecretStr | None) -> str | None:
-    return secret.get_secret_value() if secret is not None else None
