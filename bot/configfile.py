@@ -169,7 +169,9 @@ def register_raw_secrets(node: Any, annotation: Any = Config) -> None:
                     register_raw_secrets(value, field.annotation)
         return
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
+    if origin is typing.Annotated:  # a discriminated union of check types, a constrained str
+        register_raw_secrets(node, args[0])
+    elif origin in (typing.Union, types.UnionType):
         for arg in args:
             register_raw_secrets(node, arg)
     elif origin is dict and len(args) == 2 and isinstance(node, dict):

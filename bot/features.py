@@ -88,7 +88,7 @@ ConfigCheck = Callable[[Config], list[Problem]]
 def bind_sections(config: Config, sections: Mapping[str, ConfigSection[Any]]) -> list[Problem]:
     """Validate the feature sections of ``config`` with the declared ``sections``; stores them
     in ``config.feature_sections`` and returns the problems (empty: all good)."""
-    from bot.configfile import register_secrets
+    from bot.configfile import register_raw_secrets, register_secrets
 
     problems: list[Problem] = []
     raw_sections = dict(config.model_extra or {})
@@ -98,6 +98,8 @@ def bind_sections(config: Config, sections: Mapping[str, ConfigSection[Any]]) ->
         if section is None:
             problems += _undeclared(name, raw, sections)
             continue
+        # Secret keys are masked before validation: no problem message can echo one.
+        register_raw_secrets({} if raw is None else raw, section.model)
         try:
             bound[name] = section.model.model_validate({} if raw is None else raw)
         except ValidationError as exc:
