@@ -297,7 +297,7 @@ def current_version(conn: Connection) -> int:
 
 
 @contextmanager
-def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+def sqlite_migration_lock(engine: Engine) -> Iterator[None]:
     """Two processes starting at once on one SQLite file take turns migrating (PostgreSQL uses
     an advisory lock instead). A sidecar lock file: SQLite's own locks are only taken at the
     first write, after both have looked at the schema."""
@@ -315,7 +315,7 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
 
 def migrate(engine: Engine) -> int:
     """Bring the schema to :data:`LATEST`; returns the version found before."""
-    with _sqlite_migration_lock(engine), engine.begin() as conn:
+    with sqlite_migration_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Two replicas starting at once must not both run a step.
             conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))

@@ -155,7 +155,8 @@ def migrate_features(database: Database, migrations: Sequence[Migrations]) -> No
     """Bring every feature's schema to its latest step (after the core's, before anything
     runs); each feature's versions are its own. A database newer than a feature is refused."""
     try:
-        with database.engine.begin() as conn:
+        # Two processes on one fresh SQLite file take turns (PostgreSQL: the advisory lock).
+        with db.sqlite_migration_lock(database.engine), database.engine.begin() as conn:
             if conn.dialect.name == "postgresql":  # replicas starting together: one migrates
                 conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
             for feature in migrations:

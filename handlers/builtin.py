@@ -19,7 +19,8 @@ class HelpRows(dict[tuple[object, ...], list[list[str]]]):
 
 def _allowed(ctx: Context, spec: CommandSpec,
              sources: tuple[RoleSource, ...] | None = None) -> bool:
-    return not spec.hidden and ctx.bot.gate.check(ctx.caller, spec.permission, sources).allowed
+    return not spec.hidden and ctx.bot.gate.check(ctx.caller, spec.permission_pattern(),
+                                                  sources).allowed
 
 
 def _help_rows(ctx: Context) -> list[list[str]]:
@@ -36,7 +37,8 @@ def _help_rows(ctx: Context) -> list[list[str]]:
         for spec in ctx.bot.registry.specs():
             if spec.hidden:
                 continue
-            decision = ctx.bot.gate.check(ctx.caller, spec.permission, sources)
+            # restart.{target}: listed for whoever holds restart.* (the gate decides per target)
+            decision = ctx.bot.gate.check(ctx.caller, spec.permission_pattern(), sources)
             if decision.allowed:
                 note = " (needs approval)" if decision.approval_role else ""
                 rows.append([spec.short_usage(), spec.summary + note])
@@ -54,8 +56,10 @@ async def help_(ctx: Context) -> Reply:
     topic = [t.lower() for t in ctx.args["topic"]]
     if topic:
         spec = registry.find_words(" ".join(topic[:2]))
-        if spec is not None and (spec.name or len(topic) == 1):
-            return command_help(spec)
+        family_of = registry.families.get(topic[0])
+        alone = family_of is not None and len(family_of.commands) == 1
+        if spec is not None and (spec.name or (len(topic) == 1 and alone)):
+            return command_help(spec)  # "help status" lists status and its subcommands
         family = registry.families.get(topic[0])
         if family is None:
             hint = suggest(" ".join(topic), registry.command_words())

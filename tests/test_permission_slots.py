@@ -119,3 +119,12 @@ async def test_why_and_who_can_name_the_completed_permission(make_bot) -> None:
     who = await bot.handle(console("alice", "who-can svc gamma"))
     text = plain(who.reply.text) + plain(who.reply.title or "")
     assert "svc.gamma" in text and "expert" in text
+
+
+async def test_help_of_a_family_with_a_command_and_subcommands_lists_both(make_bot) -> None:
+    bot = await make_bot(CONFIG)
+    shown = await bot.handle(console("carol", "help svc"))
+    rows = [row[0] for row in shown.reply.table.rows]
+    assert any(r.startswith("svc TARGET") for r in rows) and "svc list" in rows, rows
+    one = await bot.handle(console("carol", "help svc list"))
+    assert "svc list" in plain(one.reply.title or "") + plain(one.reply.text)
