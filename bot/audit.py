@@ -43,6 +43,8 @@ class AuditDecision(StrEnum):
     # the decider's, its command and request id the request's: without a value of its own it
     # read as "bob's condor.rm was denied" when bob was refused approving alice's.
     CONFIRM_REFUSED = "confirm refused"
+    # What a command started finished later (a followed pipeline's outcome).
+    FOLLOW_UP = "follow-up"
     CANCEL_REFUSED = "cancel refused"
     APPROVE_REFUSED = "approve refused"
     DENY_REFUSED = "deny refused"

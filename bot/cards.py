@@ -61,6 +61,17 @@ def approval_card(request: PendingRequest, requester: str, minutes: float,
     )
 
 
+def dry_run(plan: Plan, *, destructive: bool, approval_role: str | None) -> Reply:
+    """``--dry-run``: what the command would do, as its confirmation card would say it."""
+    steps = (["asks you to confirm"] if destructive else []) + \
+        ([f"needs an approval by role {approval_role}"] if approval_role else [])
+    lines = [f"It {user(plan.summary)}.", *(f"- {user(line)}" for line in plan.details),
+             "Nothing was run." + (f" Without --dry-run it {' and '.join(steps)} first."
+                                   if steps else "")]
+    return Reply("\n".join(lines), title="Dry run", level=Level.INFO,
+                 visibility=Visibility.EPHEMERAL)
+
+
 def stopped_note(request: PendingRequest, choice: Choice, by: str, reason: str | None) -> Reply:
     """Cancelled by the requester or denied by an approver: nothing ran."""
     verb = "Cancelled" if choice == Choice.CANCEL else "Denied"

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bot import threads
+from bot import cards, threads
 from bot.audit import AuditDecision, AuditLog, AuditOutcome, redact_arguments
 from bot.commands import CommandError, CommandSpec, Context, Plan
 from bot.config import Config, ConfigError
@@ -47,7 +47,7 @@ from bot.pending import (
     Kind,
     RequestStore,
 )
-from bot.permissions import DECISION_PERMISSIONS, Gate
+from bot.permissions import DECISION_PERMISSIONS, Decision, Gate
 from bot.registry import Registry
 from bot.render import SHIPPED_TEMPLATES, Renderer
 from bot.reply import Choice, Level, Reply, Visibility
@@ -232,6 +232,8 @@ class Bot(RequestFlow):
                                    detail=decision.reason)
             self._count(spec, AuditDecision.DENIED, started)
             return Outcome(self._denial(spec, caller, decision.reason), OutcomeStatus.DENIED, spec)
+        if "dry-run" in parsed.flags:
+            return await self._dry_run(caller, parsed, arguments, decision, started)
         if spec.destructive or decision.approval_role:
             if caller.person is None:
                 reason = "confirmation and approval need a configured person"
@@ -300,6 +302,23 @@ class Bot(RequestFlow):
                                    duration_ms=duration_ms, approver=approver, detail=detail)
         self._count(spec, label, started)
         return Outcome(reply, status_of(reply), spec, request_id)
+
+    async def _dry_run(self, caller: Caller, parsed: Parsed, arguments: str,
+                       decision: Decision, started: float) -> Outcome:
+        """``--dry-run``: the plan step's preview, audited; the handler never runs."""
+        spec = parsed.spec
+        try:
+            plan = await self._plan(caller, parsed)
+        except PlanFailed as exc:
+            return self._plan_failed(caller, parsed, arguments, exc, started)
+        assert plan is not None  # the parser refuses --dry-run without a plan step
+        self.audit.record_soon(caller, spec.key, arguments, AuditDecision.ALLOWED,
+                               outcome=AuditOutcome.OK, detail=plain(f"dry run: {plan.summary}"))
+        self._count(spec, AuditDecision.ALLOWED, started)
+        reply = cards.dry_run(plan, destructive=spec.destructive,
+                              approval_role=decision.approval_role)
+        return Outcome(self._place(await self.renderer.render(reply), parsed),
+                       OutcomeStatus.OK, spec)
 
     def _place(self, reply: Reply, parsed: Parsed) -> Reply:
         """Errors and denials stay private; results go where the command or caller asks."""

@@ -38,6 +38,7 @@ def init_sentry(config: Config, transport: Any = None) -> bool:
     import sentry_sdk
     from sentry_sdk.integrations.asyncio import AsyncioIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration
+    from sentry_sdk.integrations.stdlib import StdlibIntegration
 
     options: dict[str, Any] = {}
     if transport is not None:
@@ -50,6 +51,10 @@ def init_sentry(config: Config, transport: Any = None) -> bool:
             LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
             AsyncioIntegration(),
         ],
+        # The stdlib integration patches subprocess.Popen to add SUBPROCESS_SENTRY_TRACE and
+        # SUBPROCESS_BAGGAGE (with the DSN's public key) to every child's environment: check
+        # plugins, restart commands and the HTCondor worker get only what they need.
+        disabled_integrations=[StdlibIntegration()],
         before_send=mask_event,
         **options,
     )

@@ -39,7 +39,8 @@ _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # overflows datetime arithmetic (now - 999999w) long before it means anything.
 INT_BOUNDS = (0, 1_000_000_000)
 DURATION_BOUNDS = (1, 366 * 86400)
-GLOBAL_FLAGS = {"public", "private", "help"}
+# --dry-run: the plan step's preview instead of the command (bot/core.py: Bot._dry_run).
+GLOBAL_FLAGS = {"public", "private", "help", "dry-run"}
 # Lines without quotes, backslashes or whitespace that str.split() and shlex disagree on split
 # the same either way; shlex costs ten times more and most lines are like that.
 _PLAIN = re.compile(r"[^\"'\\\x0b\x0c\x1c-\x1f]*")
@@ -336,6 +337,9 @@ def _bind(spec: CommandSpec, tokens: list[str]) -> Parsed:
         args[key] = values.get(opt.name, False if opt.kind == "flag" else opt.default)
     if "public" in flags and "private" in flags:
         raise ParseError("--public and --private exclude each other", spec)
+    if "dry-run" in flags and spec.plan is None:
+        raise ParseError(f"--dry-run: '{spec.words}' has nothing to preview (commands that "
+                         "change things show what they would do; this one runs as typed)", spec)
     return Parsed(spec, args, flags, _normalise(spec, tokens))
 
 

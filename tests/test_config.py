@@ -118,11 +118,12 @@ def test_check_config_cli(tmp_path: Path) -> None:
     assert "Configuration OK." in good.stdout and "people:    4" in good.stdout
     broken = yaml.safe_load((REPO / "config/demo.yaml").read_text())
     broken["roles"]["shifter"]["allow"].append("condor.rmm")
+    index = len(broken["roles"]["shifter"]["allow"]) - 1
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(broken))
     bad = _cli("check-config", "--config", str(path))
     assert bad.returncode == 1
-    assert ("roles.shifter.allow[7]: unknown permission 'condor.rmm' "
+    assert (f"roles.shifter.allow[{index}]: unknown permission 'condor.rmm' "
             "(did you mean 'condor.rm'?)") in bad.stdout
 
 

@@ -68,7 +68,8 @@ async def test_click_runs_the_command_as_the_clicker(make_bot) -> None:
 
 def test_demo_announce_through_the_cli(tmp_path: Path) -> None:
     demo = (REPO / "config/demo.yaml").read_text().replace(
-        "sqlite:///../var/demo.db", f"sqlite:///{tmp_path / 'demo.db'}")
+        "sqlite:///../var/demo.db", f"sqlite:///{tmp_path / 'demo.db'}").replace(
+        "../scripts/", f"{REPO}/scripts/")  # paths relative to config/
     config = tmp_path / "demo.yaml"
     config.write_text(demo)
     result = subprocess.run([sys.executable, "-m", "bot.cli", "console", "--config", str(config),

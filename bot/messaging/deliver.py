@@ -5,10 +5,15 @@ Each pass reads the oldest pending row of every channel on the platforms this pr
 order until the channel is empty or its head must wait (a retry later). So order is kept per
 channel (row N+1 never before N is sent or failed) while channels flow side by side.
 
-Every attempt is claimed first (``notice:<row>:<attempt>``, in the claims table, in the same
-transaction that counts the attempt): two replicas never send one row at once, and a crash
-after the count leaves ``attempts > 0``, so the next try asks the platform for the tagged
-message (``find_tagged``) before posting again. Failures: ``RateLimited`` waits Retry-After;
+A channel is sent to by one process at a time: its sender holds the channel's lease
+(``notices:<platform>:<channel>`` in the claims table), taken in the transaction that claims
+the channel's due rows and counts their attempts. Each later transaction records a batch's
+results and claims the next rows under the same lease (renewed as it runs low); the lease is
+given back when nothing is due. A row is only handed to the platform while the lease has
+room for a whole attempt (``send_timeout_seconds`` and a margin), so a lease that runs out
+(a stuck process, a crash) never lets two processes send one row. A crash after the count
+leaves ``attempts > 0``, so the next try asks the platform for the tagged message
+(``find_tagged``) before posting again. Failures: ``RateLimited`` waits Retry-After;
 ``TransientError``, timeouts and anything unexpected back off exponentially (capped); past
 ``fail_after_hours`` the row is failed, counted and logged; ``DeliveryError`` fails at once.
 """
@@ -20,14 +25,15 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot import db
 from bot.messaging import mentions, outbox, replyjson
-from bot.messaging.outbox import POST, THREAD, Attempt, Delivery, Result
+from bot.messaging.outbox import POST, THREAD, UNTRIED, Attempt, Claimed, Delivery, Result
 from bot.messaging.port import DeliveryError, MessageRef, Platform, RateLimited, TransientError
 
 if TYPE_CHECKING:
@@ -39,8 +45,35 @@ log = logging.getLogger(__name__)
 BUSY_ELSEWHERE_SECONDS = 1.0  # a channel another replica is sending to: look again after this
 PASS_INTERVAL = 0.01  # seconds between two reads of the whole outbox
 BATCH = 20  # rows of one channel claimed (and recorded) in one transaction
+# A row is sent only while the channel's lease outlasts the attempt by this much: room for
+# the transaction that records it, a slow loop, clocks of two hosts a little apart.
+LEASE_MARGIN_SECONDS = 5.0
 RETRY = "retry"
-MORE, EMPTY, WAIT = "more", "empty", "wait"  # what a channel's sender does after a batch
+
+
+@dataclass
+class _Lane:
+    """A channel whose lease this process holds: rows claimed and not sent yet, results not
+    recorded yet, and at most one transaction in flight that records and claims ahead."""
+
+    platform: str
+    channel_id: str
+    queue: deque[Attempt] = field(default_factory=deque)
+    done: list[Result] = field(default_factory=list)
+    until: datetime | None = None  # the lease's end
+    last_id: int = 0  # the last row claimed: the next claim starts after it
+    full: bool = False  # the last claim filled a batch: more rows may be due
+    ahead: asyncio.Task[Claimed | None] | None = None
+    ahead_releases: bool = False  # ...and gives the lease back if it finds nothing
+    posts: dict[str, Result] = field(default_factory=dict)  # step 0s sent: updates follow
+
+    def take(self, claimed: Claimed) -> None:
+        self.queue.extend(claimed.attempts)
+        self.full = len(claimed.attempts) >= BATCH
+        if claimed.attempts:
+            self.last_id = claimed.attempts[-1].row.id
+        if claimed.until is not None:
+            self.until = claimed.until
 
 
 class Deliverer:
@@ -170,14 +203,7 @@ class Deliverer:
         waits = False
         try:
             async with self._slots:
-                while not self._stopping:
-                    self._again.discard(channel)
-                    state = await self._batch(*channel)
-                    if state == WAIT:
-                        waits = True
-                        break
-                    if state == EMPTY and channel not in self._again:
-                        break
+                waits = await self._drain(*channel)
         except Exception:
             waits = True
             log.exception("sending notices to %s:%s failed", *channel)
@@ -186,47 +212,120 @@ class Deliverer:
             if waits:  # the loop works out when the channel's head is due
                 self.wake()
 
+    async def _drain(self, platform_name: str, channel_id: str) -> bool:
+        """Hold the channel's lease while it has due rows and send them; True when a row is
+        left waiting (a retry later, another process's lease, the platform gone)."""
+        channel = (platform_name, channel_id)
+        while not self._stopping:
+            self._again.discard(channel)  # rows posted before the claim below: it sees them
+            claimed = await self.bot.database.run(outbox.begin, platform_name, channel_id,
+                                                  self.bot.claims.owner, self.lease, BATCH)
+            if claimed is None:
+                self._elsewhere[channel] = time.monotonic() + BUSY_ELSEWHERE_SECONDS
+                return True
+            lane = _Lane(platform_name, channel_id)
+            lane.take(claimed)
+            try:
+                waits = await self._send_lane(lane)
+            finally:
+                if lane.ahead is not None and not lane.ahead.done():
+                    lane.ahead.cancel()  # stopping: its transaction ends on its own
+            if waits or channel not in self._again:
+                return waits
+        return False
+
+    async def _send_lane(self, lane: _Lane) -> bool:
+        """Send the lane's rows in order. Once the last claimed row is being sent, the next
+        rows (if more were posted) are claimed meanwhile, in the transaction that records
+        the rows sent so far: the database is then off the path from one send to the next."""
+        channel = (lane.platform, lane.channel_id)
+        while lane.queue and not self._stopping:
+            platform = self.bot.platforms.get(lane.platform)
+            if platform is None:  # the adapter stopped: its rows wait for the next start
+                await self._give_back(lane, db.utcnow())
+                return True
+            if len(lane.queue) == 1 and lane.ahead is None and (
+                    lane.full or channel in self._again):
+                self._claim_ahead(lane, release_if_none=False)
+            result = await self._next(platform, lane)
+            lane.done.append(result)
+            if result.status in (RETRY, UNTRIED):  # order: everything behind it waits too
+                await self._give_back(lane, result.next_at or db.utcnow())
+                return True
+            if not lane.queue and not await self._refill(lane):
+                return True
+        return False
+
+    async def _refill(self, lane: _Lane) -> bool:
+        """The lane's queue ran empty: take the rows claimed ahead, or claim (recording what
+        was sent; the lease is given back when nothing is due). False when the lease was lost."""
+        while True:
+            if lane.ahead is None:
+                self._claim_ahead(lane, release_if_none=True)
+            assert lane.ahead is not None
+            last_try = lane.ahead_releases
+            claimed = await lane.ahead
+            lane.ahead = None
+            if claimed is None:
+                self._elsewhere[(lane.platform, lane.channel_id)] = (
+                    time.monotonic() + BUSY_ELSEWHERE_SECONDS)
+                return False
+            lane.take(claimed)
+            if lane.queue or last_try:
+                return True
+            # Claimed ahead while a row was on its way, and nothing more: record that row.
+
+    def _claim_ahead(self, lane: _Lane, *, release_if_none: bool) -> None:
+        self._again.discard((lane.platform, lane.channel_id))
+        done, lane.done = lane.done, []
+        assert lane.until is not None
+        lane.ahead_releases = release_if_none
+        lane.ahead = asyncio.create_task(self.bot.database.run(
+            outbox.finish, done, lane.platform, lane.channel_id, self.bot.claims.owner,
+            self.lease, lane.until, BATCH, lane.last_id, release_if_none))
+        lane.ahead.add_done_callback(
+            lambda task: None if task.cancelled() or task.exception() else self._count(done))
+
+    async def _give_back(self, lane: _Lane, next_at: datetime) -> None:
+        """Record what was sent, hand every other claimed row back (due at ``next_at``, its
+        attempt not counted) and release the lease."""
+        rest = [Result(a.row, UNTRIED, next_at=next_at) for a in lane.queue]
+        lane.queue.clear()
+        if lane.ahead is not None:
+            claimed = await lane.ahead
+            lane.ahead = None
+            rest += [Result(a.row, UNTRIED, next_at=next_at)
+                     for a in (claimed.attempts if claimed else [])]
+        done = lane.done
+        await self.bot.database.run(outbox.release, done + rest, lane.platform,
+                                    lane.channel_id, self.bot.claims.owner)
+        self._count(done)
+
     # ------------------------------------------------------------------ rows
 
-    async def _batch(self, platform_name: str, channel_id: str) -> str:
-        """Claim the channel's next due rows, send them in order, record what happened (two
-        transactions per batch, not per row): MORE, EMPTY, or WAIT (a row must wait)."""
-        database = self.bot.database
-        platform = self.bot.platforms.get(platform_name)
-        if platform is None:  # the adapter stopped: its rows wait for the next start
-            return WAIT
-        attempts = await database.run(outbox.begin, platform_name, channel_id,
-                                      self.bot.claims.owner, self.lease, BATCH)
-        if attempts is None:
-            self._elsewhere[(platform_name, channel_id)] = (time.monotonic()
-                                                            + BUSY_ELSEWHERE_SECONDS)
-            return WAIT
-        if not attempts:
-            return EMPTY
-        results: list[Result] = []
-        posts: dict[str, Result] = {}  # step 0 sent in this batch: its updates follow it
-        for attempt in attempts:
-            row = attempt.row
-            if results and results[-1].status == RETRY:  # order: the rest waits behind it
-                results.append(Result(row, "untried", next_at=results[-1].next_at))
-                continue
-            post = posts.get(row.notice_key)
-            if row.step > 0 and post is not None:
-                attempt = replace(attempt, root_id=post.message_id, root_status=post.status)
-            results.append(await self._attempt(platform, attempt))
-            if row.step == 0:
-                posts[row.notice_key] = results[-1]
-        await database.run(outbox.record, results)
-        self._count(results)
-        return WAIT if results[-1].status in (RETRY, "untried") else MORE
+    async def _next(self, platform: Platform, lane: _Lane) -> Result:
+        """Send the lane's next row (unless the lease might run out during the attempt)."""
+        attempt = lane.queue.popleft()
+        row = attempt.row
+        assert lane.until is not None
+        room = lane.until - db.utcnow()
+        if room < timedelta(seconds=self.config.send_timeout_seconds + LEASE_MARGIN_SECONDS):
+            return Result(row, UNTRIED, next_at=db.utcnow())  # claimed afresh right away
+        post = lane.posts.get(row.notice_key)
+        if row.step > 0 and post is not None:  # its post was sent in this lane
+            attempt = replace(attempt, root_id=post.message_id, root_status=post.status)
+        result = await self._attempt(platform, attempt)
+        if row.step == 0:
+            lane.posts[row.notice_key] = result
+        return result
 
     async def _attempt(self, platform: Platform, attempt: Attempt) -> Result:
         row = attempt.row
         if row.step > 0 and attempt.root_status != outbox.SENT:
             return self._failed(row, "the notice's first message was not delivered")
         try:
-            ref = await asyncio.wait_for(self._send(platform, attempt),
-                                         self.config.send_timeout_seconds)
+            async with asyncio.timeout(self.config.send_timeout_seconds):  # no extra task
+                ref = await self._send(platform, attempt)
         except DeliveryError as exc:
             return self._failed(row, f"refused: {exc}")
         except RateLimited as exc:

@@ -9,21 +9,24 @@ id order; a row is ``pending`` until it is ``sent`` or ``failed``.
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, Dialect, Executable, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot import db
-from bot.messaging.claims import _claim  # the claim primitive, inside our own transaction
+from bot.messaging.claims import claim_in, release_in
 from bot.messaging.port import MessageRef
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 POST, UPDATE, THREAD = "post", "update", "thread"
 
 D = db.notice_deliveries
+ROOT = D.alias("root")  # step 0 of the same notice in the same channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +72,108 @@ def _row(r: object) -> Delivery:
                     r.status, r.message_id, r.last_error)  # type: ignore[attr-defined]
 
 
-def _insert(conn: Connection) -> object:
-    return postgresql if conn.dialect.name == "postgresql" else sqlite
+class _Prepared:
+    """A hot statement, compiled once per dialect and run on the DB-API cursor of the
+    transaction's connection, with the columns' bind and result processors applied here.
+    SQLAlchemy's per-execution work (parameters, execution context, result object) costs
+    several times what SQLite spends on such a statement; posting and delivering run on the
+    one database thread, so that overhead was most of a delivered message's cost."""
+
+    def __init__(self, statement: Executable | dict[str, Executable],
+                 columns: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.columns = columns  # an INSERT's parameters: these columns
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
+
+    def _for(self, conn: Connection) -> _Compiled:
+        dialect = conn.dialect
+        compiled = self._compiled.get((dialect.name, dialect.driver))
+        if compiled is None:
+            statement = (self.statement[_dialect(conn)] if isinstance(self.statement, dict)
+                         else self.statement)
+            compiled = self._compiled[dialect.name, dialect.driver] = _Compiled(
+                statement, dialect, self.columns)
+        return compiled
+
+    def one(self, conn: Connection, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Execute once; the first row it returns (RETURNING), unprocessed, or None."""
+        compiled = self._for(conn)
+        cursor = self._cursor(conn)
+        try:
+            cursor.execute(compiled.sql, compiled.args(params))
+            return cursor.fetchone()  # type: ignore[no-any-return]
+        finally:
+            cursor.close()
+
+    def run_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        compiled = self._for(conn)
+        cursor = self._cursor(conn)
+        try:
+            cursor.executemany(compiled.sql, [compiled.args(r) for r in rows])
+        finally:
+            cursor.close()
+
+    def rows(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """A SELECT's rows as tuples, the columns' result processors applied."""
+        compiled = self._for(conn)
+        cursor = self._cursor(conn)
+        try:
+            cursor.execute(compiled.sql, compiled.args(params))
+            fetched = cursor.fetchall()
+        finally:
+            cursor.close()
+        processors = compiled.results
+        return [tuple(value if process is None or value is None else process(value)
+                      for value, process in zip(row, processors, strict=True))
+                for row in fetched]
+
+    @staticmethod
+    def _cursor(conn: Connection) -> Any:
+        # The transaction's own DB-API connection: what runs here commits or rolls back
+        # with everything else the transaction did.
+        return conn.connection.cursor()
+
+
+class _Compiled:
+    """A statement's SQL for one dialect, its parameters in order and their processors."""
+
+    def __init__(self, statement: Executable, dialect: Dialect,
+                 columns: Sequence[str] | None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=columns)
+        self.sql = str(compiled)
+        assert "POSTCOMPILE" not in self.sql, "a _Prepared statement cannot expand parameters"
+        self.positional = bool(compiled.positional)
+        self.names = (tuple(compiled.positiontup or ()) if self.positional
+                      else tuple(sorted(set(compiled.bind_names.values()))))
+        binds = {name: compiled.binds[name] for name in self.names}
+        # A literal in the statement (status == 'pending') is a parameter with its value.
+        self.defaults = {name: bind.effective_value for name, bind in binds.items()}
+        self.processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                           for name, bind in binds.items()}
+        selected = getattr(statement, "selected_columns", ())
+        self.results = [c.type.dialect_impl(dialect).result_processor(dialect, None)
+                        for c in selected]
+
+    def args(self, params: dict[str, Any]) -> Any:
+        values = {}
+        for name in self.names:
+            value = params[name] if name in params else self.defaults[name]
+            process = self.processors[name]
+            values[name] = value if process is None or value is None else process(value)
+        return [values[name] for name in self.names] if self.positional else values
+
+
+def _new_notice(dialect: Any) -> Executable:
+    insert = dialect.insert(db.notices)
+    return insert.on_conflict_do_nothing(index_elements=["key"]).returning(db.notices.c.key)
+
+
+_NOTICE_COLUMNS = ("key", "created_at", "targets", "mention", "owner")
+_NEW_NOTICE = _Prepared({"postgresql": _new_notice(postgresql), "sqlite": _new_notice(sqlite)},
+                        _NOTICE_COLUMNS)
+_ROW_COLUMNS = ("notice_key", "step", "kind", "platform", "channel_id", "reply", "status",
+                "attempts", "next_at", "created_at")
+_NEW_ROWS = _Prepared(D.insert(), _ROW_COLUMNS)
 
 
 def insert_notice(conn: Connection, key: str, targets: list[str], mention: list[str],
@@ -79,19 +182,21 @@ def insert_notice(conn: Connection, key: str, targets: list[str], mention: list[
     """Store a new notice and its step-0 rows; None when it is new, else (the key exists:
     a notice posts once, ever) the references of the first one's messages sent so far."""
     now = db.utcnow()
-    created = conn.execute(
-        _insert(conn).insert(db.notices).values(  # type: ignore[attr-defined]
-            key=key, created_at=now, targets=json.dumps(targets), mention=json.dumps(mention),
-            owner=owner).on_conflict_do_nothing(index_elements=["key"])
-        .returning(db.notices.c.key)).first()
+    created = _NEW_NOTICE.one(conn, {
+        "key": key, "created_at": now, "targets": json.dumps(targets),
+        "mention": json.dumps(mention), "owner": owner})
     if created is None:
         return refs(conn, key)
     if channels:
-        conn.execute(D.insert(), [
+        _NEW_ROWS.run_many(conn, [
             {"notice_key": key, "step": 0, "kind": POST, "platform": platform,
              "channel_id": channel, "reply": reply, "status": PENDING, "attempts": 0,
              "next_at": now, "created_at": now} for platform, channel in channels])
     return None
+
+
+def _dialect(conn: Connection) -> str:
+    return "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
 
 
 def refs(conn: Connection, key: str) -> list[MessageRef]:
@@ -137,46 +242,105 @@ def heads(conn: Connection, platforms: Sequence[str]) -> list[Delivery]:
     return [_row(r) for r in conn.execute(select(D).where(D.c.id.in_(first)).order_by(D.c.id))]
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What one transaction claimed in a channel: its due rows, in order, and until when this
+    process holds the channel's lease (None: it gave the lease back; nothing was due)."""
+
+    attempts: list[Attempt]
+    until: datetime | None
+
+
+def lease_key(platform: str, channel_id: str) -> str:
+    return f"notices:{platform}:{channel_id}"
+
+
 def begin(conn: Connection, platform: str, channel_id: str, owner: str, lease: timedelta,
-          limit: int) -> list[Attempt] | None:
-    """Claim the channel's next due rows, in order (up to ``limit``), one claim per attempt
-    (``notice:<id>:<attempt>``, replica-safe), and count each attempt before anything is
+          limit: int) -> Claimed | None:
+    """Take the channel's lease (``notices:<platform>:<channel>``, or renew ours), then claim
+    its next due rows in order (up to ``limit``) and count each attempt before anything is
     sent: a crash from here on leaves ``attempts > 0``, so the next try looks for the message
-    first. [] when nothing is due; None when another process holds the channel's head."""
+    first. Only the lease's holder sends a channel's rows, so two processes never send one row.
+    None when another process holds the lease; the lease is given back when nothing is due."""
     now = db.utcnow()
-    rows = conn.execute(select(D).where(D.c.status == PENDING, D.c.platform == platform,
-                                        D.c.channel_id == channel_id)
-                        .order_by(D.c.id).limit(limit)).all()
+    # The lease first: on SQLite this statement opens the write transaction, so the rows read
+    # next are the latest and stay so until the commit.
+    if not claim_in(conn, lease_key(platform, channel_id), owner, lease, renew=True):
+        return None
+    return _claim_rows(conn, platform, channel_id, owner, now, now + lease, limit, 0, True)
+
+
+def finish(conn: Connection, results: Sequence[Result], platform: str, channel_id: str,
+           owner: str, lease: timedelta, until: datetime, limit: int, after_id: int,
+           release_if_none: bool) -> Claimed | None:
+    """Record ``results`` and, in the same transaction, claim the channel's next due rows
+    after ``after_id`` (those up to it are claimed already) under the lease we hold, renewed
+    once half of it is gone. With ``release_if_none`` the lease is given back when nothing
+    is due. None when the lease was lost (it ran out: another process may send)."""
+    record(conn, results)
+    now = db.utcnow()
+    if until - now < lease / 2:
+        if not claim_in(conn, lease_key(platform, channel_id), owner, lease, renew=True):
+            return None
+        until = now + lease
+    return _claim_rows(conn, platform, channel_id, owner, now, until, limit, after_id,
+                       release_if_none)
+
+
+def release(conn: Connection, results: Sequence[Result], platform: str, channel_id: str,
+            owner: str) -> None:
+    """Record ``results`` and give the channel's lease back (its head waits for a retry)."""
+    record(conn, results)
+    release_in(conn, lease_key(platform, channel_id), owner)
+
+
+# The channel's pending rows in order, each with its notice's mentions and (for updates and
+# thread replies) its post's message in this channel: one query for the whole batch.
+_DUE = _Prepared(select(D, db.notices.c.mention, ROOT.c.message_id.label("root_id"),
+               ROOT.c.status.label("root_status"))
+        .join(db.notices, db.notices.c.key == D.c.notice_key)
+        .outerjoin(ROOT, and_(D.c.step > 0, ROOT.c.notice_key == D.c.notice_key,
+                              ROOT.c.step == 0, ROOT.c.platform == D.c.platform,
+                              ROOT.c.channel_id == D.c.channel_id))
+        .where(D.c.status == PENDING, D.c.platform == bindparam("platform"),
+               D.c.channel_id == bindparam("channel_id"), D.c.id > bindparam("after_id"))
+        .order_by(D.c.id).limit(bindparam("limit")))
+_DUE_COLUMNS = len(D.columns)  # then: mention, root_id, root_status
+_Columns = namedtuple("_Columns", [c.name for c in D.columns])  # type: ignore[misc]
+_COUNT_ATTEMPTS = _Prepared(update(D).where(D.c.id == bindparam("row_id"))
+                            .values(attempts=D.c.attempts + 1, next_at=bindparam("until")))
+
+
+def _claim_rows(conn: Connection, platform: str, channel_id: str, owner: str, now: datetime,
+                until: datetime, limit: int, after_id: int, release_if_none: bool) -> Claimed:
     attempts: list[Attempt] = []
     mention_of: dict[str, list[str]] = {}
-    for raw in rows:
-        row = _row(raw)
-        if row.next_at > now or not _claim(conn, f"notice:{row.id}:{row.attempts}", owner,
-                                           lease):
+    due = _DUE.rows(conn, {"platform": platform, "channel_id": channel_id, "limit": limit,
+                           "after_id": after_id})
+    for raw in due:
+        row = _row(_Columns(*raw[:_DUE_COLUMNS]))
+        if row.next_at > now:
             break  # order: nothing after a row that must wait
-        conn.execute(update(D).where(D.c.id == row.id)
-                     .values(attempts=row.attempts + 1, next_at=now + lease))
+        mention, root_id, root_status = raw[_DUE_COLUMNS:]
         if row.notice_key not in mention_of:
-            mention_of[row.notice_key] = json.loads(conn.execute(
-                select(db.notices.c.mention).where(db.notices.c.key == row.notice_key))
-                .scalar() or "[]")
-        root = None
-        if row.step > 0:
-            root = conn.execute(select(D.c.message_id, D.c.status).where(
-                D.c.notice_key == row.notice_key, D.c.step == 0, D.c.platform == platform,
-                D.c.channel_id == channel_id)).first()
-        attempts.append(Attempt(row, row.attempts, mention_of[row.notice_key],
-                                root.message_id if root else None,
-                                root.status if root else None))
-    if not attempts and rows and _row(rows[0]).next_at <= now:
-        return None
-    return attempts
+            mention_of[row.notice_key] = json.loads(mention or "[]")
+        attempts.append(Attempt(row, row.attempts, mention_of[row.notice_key], root_id,
+                                root_status))
+    if attempts:
+        # next_at: not due for anyone while we send (the lease says so too).
+        _COUNT_ATTEMPTS.run_many(conn, [{"row_id": a.row.id, "until": until}
+                                        for a in attempts])
+    elif release_if_none:
+        release_in(conn, lease_key(platform, channel_id), owner)
+        return Claimed([], None)
+    return Claimed(attempts, until)
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
     """What became of one attempt: ``sent`` (message_id), ``failed`` (error), ``retry``
-    (error, next_at) or ``untried`` (claimed behind a row that must wait: due again with it)."""
+    (error, next_at) or ``untried`` (claimed but not sent: behind a row that must wait, or
+    the lease too short for another send; due again at next_at, its count given back)."""
 
     row: Delivery
     status: str
@@ -185,19 +349,35 @@ class Result:
     next_at: datetime | None = None
 
 
+UNTRIED = "untried"
+_RECORD = _Prepared(update(D).where(D.c.id == bindparam("row_id")).values(
+    status=bindparam("new_status"), message_id=bindparam("new_message_id"),
+    sent_at=bindparam("new_sent_at"), last_error=bindparam("new_error"),
+    next_at=bindparam("new_next_at"), attempts=bindparam("new_attempts")))
+
+
 def record(conn: Connection, results: Sequence[Result]) -> None:
+    """Store what became of each attempt: one executemany for the whole batch."""
+    if not results:
+        return
     now = db.utcnow()
-    for r in results:
-        if r.status == SENT:
-            values = {"status": SENT, "message_id": r.message_id, "sent_at": now,
-                      "last_error": None}
-        elif r.status == FAILED:
-            values = {"status": FAILED, "last_error": (r.error or "")[:1000]}
-        else:
-            values = {"next_at": r.next_at or now}
-            if r.error:
-                values["last_error"] = r.error[:1000]
-        conn.execute(update(D).where(D.c.id == r.row.id).values(**values))
+    _RECORD.run_many(conn, [_recorded(r, now) for r in results])
+
+
+def _recorded(r: Result, now: datetime) -> dict[str, object]:
+    row = r.row
+    values: dict[str, object] = {
+        "row_id": row.id, "new_status": row.status, "new_message_id": row.message_id,
+        "new_sent_at": None, "new_error": row.last_error, "new_next_at": r.next_at or now,
+        "new_attempts": row.attempts + (r.status != UNTRIED)}
+    if r.status == SENT:
+        values.update(new_status=SENT, new_message_id=r.message_id, new_sent_at=now,
+                      new_error=None)
+    elif r.status == FAILED:
+        values.update(new_status=FAILED, new_error=(r.error or "")[:1000])
+    elif r.error:
+        values["new_error"] = r.error[:1000]
+    return values
 
 
 def unfinished(conn: Connection, limit: int) -> list[Delivery]:

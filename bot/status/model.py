@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Level(IntEnum):
@@ -69,6 +69,9 @@ class CheckResult:
     state: Mapping[str, Any] = field(default_factory=dict)
     duration_seconds: float = 0.0
     checked_at: datetime | None = None  # set by the runner
+    # The check's own verdict when the per-check ``severity`` remap changed it (set by the
+    # runner; None when no remap applied).
+    raw_level: Level | None = None
 
 
 class CheckEnv(Protocol):
@@ -103,8 +106,31 @@ class CheckSpec(BaseModel):
     severity: dict[str, str] = Field(default_factory=dict)
     # A new level counts after this many consecutive results (Nagios' max_check_attempts).
     notify_after: int | None = Field(None, ge=1, le=20)
+    renotify_minutes: float | None = Field(None, ge=0, le=7 * 24 * 60)  # default: status.*
     mention: list[str] | None = None  # people, groups or roles (default: status.mention)
     description: str = ""
 
     async def run(self, env: CheckEnv) -> CheckResult:  # pragma: no cover - each type's own
         raise NotImplementedError
+
+    def references(self) -> frozenset[str]:
+        """Other checks whose values this one reads (expression checks): the runner runs
+        those first, and the config refuses names that are not checks."""
+        return frozenset()
+
+    def remap(self, level: Level) -> Level:
+        """``level`` after this check's ``severity`` map."""
+        target = self.severity.get(level.name.lower())
+        return Level.parse(target) if target is not None else level
+
+    @field_validator("severity")
+    @classmethod
+    def _level_names(cls, value: dict[str, str]) -> dict[str, str]:
+        names = [level.name.lower() for level in Level]
+        out = {}
+        for key, target in value.items():
+            for word in (key, target):
+                if str(word).strip().lower() not in names:
+                    raise ValueError(f"{word!r} is not a level (one of: {', '.join(names)})")
+            out[key.strip().lower()] = target.strip().lower()
+        return out

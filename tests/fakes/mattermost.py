@@ -283,14 +283,20 @@ class Fault:
     body: str | bytes | None = None
     content_type: str = "text/plain; charset=utf-8"
     hits: int = 0
+    # "fail" with stored=True: the request is carried out, then answered with the failure;
+    # "stall": held until release_stalls() (stored: carried out first, else never).
+    stored: bool = False
+    match: Callable[[RecordedRequest], bool] | None = None
 
-    def matches(self, method: str, path: str) -> bool:
-        """Whether this rule applies to ``method path``."""
+    def matches(self, method: str, path: str, request: RecordedRequest | None = None) -> bool:
+        """Whether this rule applies to ``method path`` (and ``request``, given a ``match``)."""
         if self.remaining is not None and self.remaining <= 0:
             return False
         if self.method is not None and self.method != method:
             return False
-        return fnmatch.fnmatchcase(path, self.pattern)
+        if not fnmatch.fnmatchcase(path, self.pattern):
+            return False
+        return self.match is None or (request is not None and bool(self.match(request)))
 
 
 @dataclass
@@ -554,6 +560,8 @@ class FakeMattermost:
         self.auth_failures = 0
         self.refused_connections = 0
         self.faults: list[Fault] = []
+        self.stalled: list[RecordedRequest] = []  # requests held by a stall right now
+        self._stalls_released = asyncio.Event()
         self.half_dead_new_connections = False
 
         self._users: dict[str, User] = {}
@@ -644,6 +652,7 @@ class FakeMattermost:
             return
         self._closed = True
         self._release.set()
+        self._stalls_released.set()
         for conn in list(self._open):
             conn.half_dead = False
             if conn.transport is not None:
@@ -1043,16 +1052,47 @@ class FakeMattermost:
 
     def fail_next(self, path_or_method: str = "*", status: int = 500, times: int | None = 1, *,
                   body: str | bytes | None = None,
-                  content_type: str = "text/plain; charset=utf-8") -> Fault:
+                  content_type: str = "text/plain; charset=utf-8",
+                  stored: bool = False) -> Fault:
         """Answer the next ``times`` matching requests with ``status``.
 
         Default body: an AppError JSON; give ``body`` (e.g. a proxy's HTML) to send that instead.
+        ``stored``: the request is carried out first (the post exists) and only its answer is
+        the failure, as when a proxy times out after the server did the work. Faults apply in
+        the order they were added (the first one matching a request is used).
         """
         method, pattern = _target(path_or_method)
         fault = Fault("fail", method, pattern, times, status=status, body=body,
-                      content_type=content_type)
+                      content_type=content_type, stored=stored)
         self.faults.append(fault)
         return fault
+
+    def stall(self, path_or_method: str = "*", times: int | None = 1, *, stored: bool,
+              match: Callable[[RecordedRequest], bool] | None = None) -> Fault:
+        """Hold the next ``times`` matching requests (those ``match`` accepts) until
+        :meth:`release_stalls` or :meth:`close`; they show in :attr:`stalled` meanwhile.
+
+        ``stored=False``: the request is never carried out (lost on its way in; released, it is
+        answered 503). ``stored=True``: it is carried out at once (the post exists, shows in
+        the channel's posts) and only the answer is held (lost on its way out; released, it is
+        sent). A client killed meanwhile never hears back: a crash mid-send.
+        """
+        method, pattern = _target(path_or_method)
+        fault = Fault("stall", method, pattern, times, stored=stored, match=match)
+        self.faults.append(fault)
+        return fault
+
+    def release_stalls(self) -> None:
+        """Let every held request finish (see :meth:`stall`)."""
+        self._stalls_released.set()
+        self._stalls_released = asyncio.Event()
+
+    async def _hold(self, rec: RecordedRequest) -> None:
+        self.stalled.append(rec)
+        try:
+            await self._stalls_released.wait()
+        finally:
+            self.stalled.remove(rec)
 
     def hang(self, path_or_method: str = "*", times: int | None = 1, *,
              seconds: float | None = None) -> Fault:
@@ -1072,9 +1112,10 @@ class FakeMattermost:
         """Forget every injected fault."""
         self.faults.clear()
 
-    def _match_fault(self, method: str, path: str) -> Fault | None:
+    def _match_fault(self, method: str, path: str,
+                     request: RecordedRequest | None = None) -> Fault | None:
         for fault in self.faults:
-            if fault.matches(method, path):
+            if fault.matches(method, path, request):
                 fault.hits += 1
                 if fault.remaining is not None:
                     fault.remaining -= 1
@@ -1110,15 +1151,24 @@ class FakeMattermost:
         self.requests.append(rec)
         request[_REC] = rec
         response: web.StreamResponse
-        fault = self._match_fault(request.method, request.path)
+        fault = self._match_fault(request.method, request.path, rec)
         try:
             if fault is not None and fault.kind == "hang":
                 release = self._release
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(release.wait(), fault.seconds)
                 fault = None
-            if fault is not None and fault.kind == "rate_limit":
+            if fault is not None and fault.kind == "stall" and not fault.stored:
+                await self._hold(rec)  # lost on its way in: never carried out
+                response = self._error(503, "api.fake.stalled", "Stalled request released.")
+            elif fault is not None and fault.kind == "rate_limit":
                 response = self._rate_limited(fault)
+            elif fault is not None and (fault.kind == "stall" or fault.stored):
+                response = await self._carried_out(handler, request)
+                if fault.kind == "stall":
+                    await self._hold(rec)  # carried out; the answer is lost on its way out
+                else:
+                    response = self._injected_failure(fault)
             elif fault is not None:
                 response = self._injected_failure(fault)
             else:
@@ -1131,6 +1181,14 @@ class FakeMattermost:
                                    exc.reason)
         rec.status = response.status
         return response
+
+    async def _carried_out(self, handler: Callable[[web.Request], Any],
+                           request: web.Request) -> web.StreamResponse:
+        """The handler's answer, an AppError turned into its response (for ``stored``)."""
+        try:
+            return await handler(request)
+        except _ApiError as err:
+            return self._error(err.status, err.error_id, err.message)
 
     def _rate_limited(self, fault: Fault) -> web.Response:
         reset = fault.retry_after if fault.retry_after is not None else 1

@@ -404,6 +404,10 @@ class _Fault:
     error: str = "internal_error"
     retry_after: int = 1
     seconds: float = 0.0
+    # "status" with stored=True: the call is carried out, then answered with the failure;
+    # "stall": held until release_stalls() (stored: carried out first, else never).
+    stored: bool = False
+    match: Callable[[Call], bool] | None = None
 
 
 class _ApiError(Exception):
@@ -522,6 +526,8 @@ class FakeSlack:
         self._calls: list[Call] = []
         self._messages: list[Message] = []
         self._faults: list[_Fault] = []
+        self.stalled: list[Call] = []  # calls held by a stall right now
+        self._stalls_released = asyncio.Event()
         self._channel_rate: tuple[float, float, frozenset[str]] | None = None
         self._buckets: dict[str, tuple[float, float]] = {}
         self._tickets: dict[str, float] = {}
@@ -571,6 +577,7 @@ class FakeSlack:
     async def stop(self) -> None:
         """Close every socket, release hanging requests and stop the server."""
         self._closing.set()
+        self.release_stalls()
         for conn in self.connections:
             if conn.is_open:
                 conn.close_reason = conn.close_reason or "shutdown"
@@ -704,9 +711,39 @@ class FakeSlack:
         *,
         times: int | None = 1,
         error: str = "internal_error",
+        stored: bool = False,
     ) -> None:
-        """Answer the next ``times`` calls of ``method`` with HTTP ``status``."""
-        self._faults.append(_Fault(method, "status", times, status=status, error=error))
+        """Answer the next ``times`` calls of ``method`` with HTTP ``status``.
+
+        ``stored``: the call is carried out first (the message exists) and only its answer is
+        the failure, as when a gateway times out after Slack did the work. Faults of one method
+        apply in the order they were added.
+        """
+        self._faults.append(_Fault(method, "status", times, status=status, error=error,
+                                   stored=stored))
+
+    def stall(
+        self,
+        method: str,
+        *,
+        stored: bool,
+        times: int | None = 1,
+        match: Callable[[Call], bool] | None = None,
+    ) -> None:
+        """Hold the next ``times`` calls of ``method`` (those ``match`` accepts) until
+        :meth:`release_stalls` or :meth:`stop`; they show in :attr:`stalled` meanwhile.
+
+        ``stored=False``: the call is never carried out (lost on its way in; released, it is
+        answered 503). ``stored=True``: it is carried out at once (the message exists, shows in
+        history) and only the answer is held (lost on its way out; released, it is sent). A
+        client killed meanwhile never hears back: a crash mid-send.
+        """
+        self._faults.append(_Fault(method, "stall", times, stored=stored, match=match))
+
+    def release_stalls(self) -> None:
+        """Let every held call finish (see :meth:`stall`)."""
+        self._stalls_released.set()
+        self._stalls_released = asyncio.Event()
 
     def hang(self, method: str, seconds: float, *, times: int | None = 1) -> None:
         """Delay the next ``times`` answers of ``method`` by ``seconds`` (then answer normally)."""
@@ -1533,10 +1570,55 @@ class FakeSlack:
     async def _api_answer(
         self, method: str, call: Call, parse_error: str | None
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        injected = await self._injected(method)
-        if injected is not None:
-            status, error, headers = injected
-            return status, {"ok": False, "error": error}, headers
+        stall = self._take_stall(method, call)
+        if stall is not None and not stall.stored:
+            await self._hold(call)  # lost on its way in: never carried out
+            return 503, {"ok": False, "error": "service_unavailable"}, {}
+        after = self._take_stored_failure(method)
+        if after is None:
+            injected = await self._injected(method)
+            if injected is not None:
+                status, error, headers = injected
+                return status, {"ok": False, "error": error}, headers
+        answer = self._api_result(method, call, parse_error)
+        if stall is not None:
+            await self._hold(call)  # carried out; the answer is lost on its way out
+        if after is not None:
+            return after.status, {"ok": False, "error": after.error}, {}
+        return answer
+
+    def _take_stall(self, method: str, call: Call) -> _Fault | None:
+        for fault in self._faults:
+            if fault.kind == "stall" and fault.method in (method, ANY_API_METHOD) and (
+                    fault.match is None or fault.match(call)):
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
+
+    def _take_stored_failure(self, method: str) -> _Fault | None:
+        """The next failure fault of ``method`` if it is a ``stored`` one (order is kept: an
+        earlier plain fault goes first)."""
+        for fault in self._faults:
+            if fault.kind in ("status", "ratelimit", "ok_false") and \
+                    fault.method in (method, ANY_API_METHOD):
+                return self._take_fault(method, (fault.kind,)) if fault.stored else None
+        return None
+
+    async def _hold(self, call: Call) -> None:
+        self.stalled.append(call)
+        self._notify()
+        try:
+            await self._stalls_released.wait()  # stop() releases them too
+        finally:
+            self.stalled.remove(call)
+            self._notify()
+
+    def _api_result(
+        self, method: str, call: Call, parse_error: str | None
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         if parse_error:
             return 200, {"ok": False, "error": parse_error}, {}
         handler = self._api_handlers.get(method)

@@ -1,0 +1,54 @@
+"""One shared outgoing HTTP client per event loop (status checks, restarts, GitLab, Sentry).
+
+Making an ``httpx.AsyncClient`` loads the CA bundle into a new SSL context: tens of
+milliseconds of CPU on the event loop, per client. Fifty checks each making their own would
+stall every command for a second. So the SSL context is built once, in a thread, and every
+caller shares one client (and its connection pool); what differs per call (headers, timeout,
+redirects) is given per request. ``trust_env=False``: the bot talks to the services as
+configured, whatever proxy variables its own environment has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import weakref
+
+import httpx
+
+# Many checks at once against one host must not queue behind a small pool.
+LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=100, keepalive_expiry=30)
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary())
+_context: ssl.SSLContext | None = None
+
+
+async def ssl_context() -> ssl.SSLContext:
+    """The verifying SSL context, built once off the event loop."""
+    global _context
+    if _context is None:  # two first callers may both build one: harmless, and no lock
+        _context = await asyncio.to_thread(httpx.create_ssl_context)  # tied to one loop
+    return _context
+
+
+async def shared_client(*, verify: bool = True) -> httpx.AsyncClient:
+    """The loop's shared client (one verifying TLS, one not). Pass ``timeout=``, ``headers=``
+    and ``follow_redirects=`` per request; never close it (:func:`close_all` does)."""
+    loop = asyncio.get_running_loop()
+    clients = _clients.setdefault(loop, {})
+    client = clients.get(verify)
+    if client is None or client.is_closed:
+        context: ssl.SSLContext | bool = await ssl_context() if verify else False
+        client = clients.get(verify)  # another task may have made it meanwhile
+        if client is None or client.is_closed:
+            client = clients[verify] = httpx.AsyncClient(
+                verify=context, trust_env=False, limits=LIMITS, follow_redirects=False)
+    return client
+
+
+async def close_all() -> None:
+    """Close this loop's shared clients (at shutdown)."""
+    clients = _clients.pop(asyncio.get_running_loop(), {})
+    for client in clients.values():
+        await client.aclose()
