@@ -14,6 +14,7 @@ import asyncio
 import ssl
 import weakref
 
+import aiohttp
 import httpx
 
 # Many checks at once against one host must not queue behind a small pool.
@@ -22,6 +23,8 @@ LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=100, keepal
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary())
 _context: ssl.SSLContext | None = None
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+    weakref.WeakKeyDictionary())
 
 
 async def ssl_context() -> ssl.SSLContext:
@@ -52,3 +55,20 @@ async def close_all() -> None:
     clients = _clients.pop(asyncio.get_running_loop(), {})
     for client in clients.values():
         await client.aclose()
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
+
+
+async def shared_session() -> aiohttp.ClientSession:
+    """The loop's shared aiohttp session, for the hot path of many concurrent requests (the
+    ``http`` status check): per request it costs a fraction of httpx's CPU. Pass ``ssl=``
+    (:func:`ssl_context` or False), ``timeout=`` and ``allow_redirects=`` per request; proxy
+    variables are ignored (``trust_env=False``)."""
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        session = _sessions[loop] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=LIMITS.max_connections or 500),
+            trust_env=False, auto_decompress=True)
+    return session

@@ -104,6 +104,10 @@ class Lifecycle:
             await _step("stopping the HTTP server", self.http.stop())
         self.bot = None
         await bot.close()
+        # Outgoing HTTP (checks, restarts, GitLab) is over once the handler modules stopped.
+        from bot import httpclient
+
+        await _step("closing the HTTP clients", httpclient.close_all())
 
 
 async def _step(what: str, awaitable: Any) -> None:

@@ -11,14 +11,15 @@ import asyncio
 import json
 import os
 import re
+import ssl
 import time
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from bot.httpclient import shared_client
+from bot.httpclient import shared_session, ssl_context
 from bot.status.jsonselect import SelectError, parse_selector
 from bot.status.model import CheckEnv, CheckResult, CheckSpec, Level, PerfDatum, worst
 from bot.status.ranges import NagiosRange
@@ -92,15 +93,15 @@ class HttpCheck(CheckSpec):
     async def run(self, env: CheckEnv) -> CheckResult:
         # A little under the check's timeout, so a silent server is reported as such (a
         # CRITICAL naming the URL) before the runner gives up on the check (UNKNOWN). One
-        # deadline for the whole exchange: httpx's timeouts are per phase and per read.
+        # deadline for the whole exchange, whatever the server trickles.
         budget = self.timeout_seconds - min(1.0, 0.2 * self.timeout_seconds)
         try:
             async with asyncio.timeout(budget):
                 status, body, seconds, truncated = await self._fetch(budget)
-        except (TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             return CheckResult(Level.CRITICAL, f"no answer within {self.timeout_seconds:g} s "
                                                f"from {self._where()}")
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             return CheckResult(Level.CRITICAL, f"{self._where()}: {_error_text(exc)}")
         perfdata = (PerfDatum("time", round(seconds, 6), "s", perf_range(self.latency.warning),
                               perf_range(self.latency.critical), 0),
@@ -133,21 +134,23 @@ class HttpCheck(CheckSpec):
 
     async def _fetch(self, timeout: float) -> tuple[int, bytes, float, bool]:
         headers = {name: value.get_secret_value() for name, value in self.headers.items()}
-        # The loop's shared client: a client of its own per run would build an SSL context
-        # on the event loop each time (bot/httpclient.py).
-        client = await shared_client(verify=self.verify_tls)
+        # The loop's shared session: a client of its own per run would build an SSL context
+        # on the event loop each time, and httpx costs several times aiohttp's CPU per
+        # request when many checks answer at once (bot/httpclient.py).
+        session = await shared_session()
+        tls: ssl.SSLContext | bool = (await ssl_context() if self.verify_tls else False)
         started = time.monotonic()
-        async with client.stream(self.method, self.url, headers=headers,
-                                 content=self.body, timeout=timeout,
-                                 follow_redirects=self.follow_redirects) as response:
+        async with session.request(self.method, self.url, headers=headers, data=self.body,
+                                   timeout=aiohttp.ClientTimeout(total=timeout),
+                                   allow_redirects=self.follow_redirects, ssl=tls) as response:
             chunks, size, truncated = [], 0, False
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_any():
                 chunks.append(chunk[:self.max_body_bytes - size])
                 size += len(chunks[-1])
                 if size >= self.max_body_bytes:
                     truncated = True  # stop reading: the rest is not wanted
                     break
-            return (response.status_code, b"".join(chunks), time.monotonic() - started,
+            return (response.status, b"".join(chunks), time.monotonic() - started,
                     truncated)
 
     def _extract(self, text: str) -> tuple[Level, dict[str, float], list[str]]:
@@ -200,7 +203,7 @@ def _excerpt(body: bytes) -> str:
     return text if len(text) <= EXCERPT else text[:EXCERPT - 1] + "…"
 
 
-def _error_text(exc: httpx.HTTPError) -> str:
+def _error_text(exc: BaseException) -> str:
     """The most telling words in the chain: the errno of the socket error underneath
     ("Connection refused") rather than "All connection attempts failed"."""
     cause: BaseException | None = exc
