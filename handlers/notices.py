@@ -13,6 +13,7 @@ import uuid
 from bot.commands import Arg, CommandError, Context, Family, Opt, command
 from bot.db import utcnow
 from bot.markup import user
+from bot.messaging.port import TransientError
 from bot.render import format_duration
 from bot.reply import Level, Reply, Table, Visibility
 
@@ -36,8 +37,11 @@ async def announce(ctx: Context) -> Reply:
         known = ", ".join(sorted(channels)) or "none configured"
         raise CommandError(f"no channel alias '{user(alias)}' (known: {known})")
     key = f"announce:{uuid.uuid4().hex}"
-    routes = await ctx.bot.notices.routes([alias])
-    await ctx.bot.notices.post(alias, Reply(text=user(" ".join(ctx.args["text"]))), key=key)
+    try:
+        routes = await ctx.bot.notices.routes([alias], strict=True)
+        await ctx.bot.notices.post(alias, Reply(text=user(" ".join(ctx.args["text"]))), key=key)
+    except TransientError as exc:
+        raise CommandError(f"Nothing was posted: {exc}. Try again in a minute.") from None
     return Reply(template="notices_announce.j2", level=Level.OK if routes else Level.WARNING,
                  data={"channel": alias, "key": key,
                        "routes": [f"{platform} ({channel})" for platform, channel in routes]})

@@ -77,7 +77,11 @@ class Notices:
             raise ValueError(f"no channel alias {', '.join(map(repr, unknown))} in 'channels:'")
         names = mentions.check_names(mention, self.bot.gate)
         stored = replyjson.dump(await self.bot.actions.store(await self.bot.renderer.render(reply)))
-        channels = await self.routes(targets)
+        # A platform that cannot say now where an alias is (its API is down) raises
+        # TransientError here, before anything is stored: the caller learns it and retries
+        # (a status notice with the next result; announce tells the person). Storing the
+        # notice for the other platforms only would lose it on that one for good.
+        channels = await self.routes(targets, strict=True)
         if not channels:
             log.error("notice %s: channel(s) %s are mapped on no running platform (%s); it is "
                       "stored but goes nowhere", key, ", ".join(targets),
@@ -156,14 +160,20 @@ class Notices:
 
     # ------------------------------------------------------------------ helpers
 
-    async def routes(self, aliases: Sequence[str]) -> list[tuple[str, str]]:
-        """(platform, channel id) for each alias on each running platform it is mapped on."""
+    async def routes(self, aliases: Sequence[str], *, strict: bool = False
+                     ) -> list[tuple[str, str]]:
+        """(platform, channel id) for each alias on each running platform it is mapped on.
+        A platform that cannot resolve an alias now is left out (logged), or with ``strict``
+        its TransientError is raised."""
         channels: list[tuple[str, str]] = []
         for name, platform in sorted(self.bot.platforms.items()):
             for alias in aliases:
                 try:
                     channel = await platform.channel_for(alias)
                 except TransientError as exc:
+                    if strict:
+                        raise TransientError(f"{name} cannot resolve channel alias {alias!r} "
+                                             f"now ({exc}); nothing was stored") from exc
                     log.error("notice to %s: %s cannot resolve it now (%s); not sent there",
                               alias, name, exc)
                     continue
