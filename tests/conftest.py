@@ -86,6 +86,9 @@ async def make_bot(
     yield factory
     for bot in bots:
         await bot.close()
+    from bot import httpclient
+
+    await httpclient.close_all()  # the loop's shared sessions (status checks, restarts)
 
 
 @pytest.fixture
