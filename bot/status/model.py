@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -134,3 +135,14 @@ class CheckSpec(BaseModel):
                     raise ValueError(f"{word!r} is not a level (one of: {', '.join(names)})")
             out[key.strip().lower()] = target.strip().lower()
         return out
+
+
+def http_url(value: str, hint: str = "") -> str:
+    """A check's URL: http(s) with a host, and no credentials (URLs are shown in results and
+    logs; credentials go in ``headers``). ValueError otherwise (a config problem)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError(f"must not hold credentials: put them in `headers`{hint}")
+    return value

@@ -34,13 +34,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from bot.httpclient import ssl_context
-from bot.status.model import CheckEnv, CheckResult, CheckSpec, Level, PerfDatum, worst
+from bot.status.model import CheckEnv, CheckResult, CheckSpec, Level, PerfDatum, http_url, worst
 from bot.status.ranges import NagiosRange
 from bot.status.thresholds import Thresholds
 
@@ -77,13 +76,7 @@ class FlowerCheck(CheckSpec):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        if parts.username or parts.password:
-            # The URL is shown in results and logs; credentials go in `headers`.
-            raise ValueError("must not hold credentials: put them in `headers` (Authorization)")
-        return value
+        return http_url(value, " (Authorization)")
 
     @field_validator("headers")
     @classmethod

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bot.httpclient import shared_session, ssl_context
 from bot.status.jsonselect import SelectError, parse_selector
-from bot.status.model import CheckEnv, CheckResult, CheckSpec, Level, PerfDatum, worst
+from bot.status.model import CheckEnv, CheckResult, CheckSpec, Level, PerfDatum, http_url, worst
 from bot.status.ranges import NagiosRange
 from bot.status.thresholds import Thresholds, number_text, perf_range
 
@@ -64,12 +64,7 @@ class HttpCheck(CheckSpec):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        if parts.username or parts.password:
-            raise ValueError("must not hold credentials: put them in `headers`")
-        return value
+        return http_url(value)
 
     @field_validator("expect_status", mode="before")
     @classmethod
