@@ -61,6 +61,17 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return out
 
 
+@pytest.fixture(autouse=True)
+async def _close_shared_http() -> AsyncIterator[None]:
+    """After every test: close the shared HTTP clients its loop made (status checks,
+    restarts and alerts call ``bot.httpclient``), or aiohttp warns about unclosed sessions
+    when the process exits."""
+    yield
+    from bot import httpclient
+
+    await httpclient.close_all()
+
+
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Config]:
     def factory(overrides: dict[str, Any] | None = None, *, base: dict[str, Any] = BASE) -> Config:
