@@ -65,6 +65,6 @@ def status_of(reply: Reply) -> OutcomeStatus:
         return OutcomeStatus.ERROR
     if reply.level == Level.DENIED:
         return OutcomeStatus.DENIED
-    if reply.actions:
+    if any(action.url is None for action in reply.actions):  # a link button waits for nothing
         return OutcomeStatus.PENDING
     return OutcomeStatus.OK

@@ -7,9 +7,11 @@ renderer used by every adapter).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.secrets import masker
 
@@ -32,6 +34,27 @@ class Visibility(StrEnum):
     THREAD = "thread"  # posted as a reply in the caller's thread (a new one when not in a thread)
 
 
+# Slack's limit for a button's url; Mattermost's Markdown link and the console have none lower.
+URL_LIMIT = 3000
+# What a link button may point to: printable ASCII as RFC 3986 allows it (percent-encode the
+# rest), so no space, quote, ``<>``, ``|`` or backtick can break the link out of its markup.
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+
+
+def link_url(url: str) -> str:
+    """``url`` when a link button may open it: http(s), a host, at most :data:`URL_LIMIT`
+    characters of RFC 3986; else ValueError (a ``javascript:`` or ``file:`` link, or text
+    that would break out of a platform's link markup, is never offered as a button)."""
+    if not isinstance(url, str) or not 0 < len(url) <= URL_LIMIT:
+        raise ValueError(f"a link must be 1 to {URL_LIMIT} characters")
+    if not _URL_CHARS.fullmatch(url):
+        raise ValueError("a link may hold only URL characters (percent-encode the rest)")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"a link must be an http(s) URL with a host, not {url[:40]!r}")
+    return url
+
+
 class Choice(StrEnum):
     """What a button (or the ``confirm``/``approve`` commands) decides about a pending request."""
 
@@ -43,9 +66,10 @@ class Choice(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A button. It either decides a pending request (``choice`` + ``request_id``) or runs a
+    """A button. It either decides a pending request (``choice`` + ``request_id``), runs a
     command line as the person who clicks (``command``; :meth:`run`), through the same gate,
-    confirmation, approval and audit as if they had typed it. A command button is stored
+    confirmation, approval and audit as if they had typed it, or opens a web page (``url``;
+    :meth:`link`), which neither decides nor runs anything. A command button is stored
     server-side (``bot/messaging/actions.py``) and carries only its opaque ``action_id``."""
 
     label: str
@@ -55,11 +79,29 @@ class Action:
     confirm_text: str | None = None  # Slack shows a native confirm dialog with this text
     command: str | None = None  # the command line a click runs (as the clicker)
     action_id: str | None = None  # set once the command button is stored
+    url: str | None = None  # a link button: the page it opens (nothing runs on the bot)
+
+    def __post_init__(self) -> None:
+        if self.url is None:
+            return
+        link_url(self.url)  # also when loaded back from a stored notice
+        if self.command is not None or self.choice is not None:
+            raise ValueError(f"link button {self.label!r} cannot also run or decide something")
 
     @classmethod
     def run(cls, label: str, command: str, *, style: str = "default") -> Action:
         """A button that runs ``command`` as whoever clicks it."""
         return cls(label, style=style, command=command)
+
+    @classmethod
+    def link(cls, label: str, url: str, *, style: str = "default") -> Action:
+        """A button that opens ``url`` (http or https only, else ValueError) in the clicker's
+        browser; the bot runs nothing when it is clicked."""
+        return cls(label, style=style, url=link_url(url))
+
+    @property
+    def is_link(self) -> bool:
+        return self.url is not None
 
     @property
     def decides(self) -> bool:
@@ -106,13 +148,15 @@ class Reply:
 
     def masked(self) -> Reply:
         """This reply with every registered secret masked in what people see (text, title,
-        fields, table, button labels): a ``${VAR}`` schedd address quoted by an error must
-        not reach chat. Itself when nothing needs masking (one regex scan, or none at all)."""
+        fields, table, button labels and links): a ``${VAR}`` schedd address quoted by an
+        error must not reach chat. Itself when nothing needs masking (one regex scan, or none
+        at all)."""
         if not masker.active:
             return self
         table = self.table
         seen = [self.text, self.title or "", *(n + "\0" + v for n, v in self.fields),
-                *(a.label + "\0" + (a.confirm_text or "") for a in self.actions)]
+                *(a.label + "\0" + (a.confirm_text or "") + "\0" + (a.url or "")
+                  for a in self.actions)]
         if table is not None:
             seen += [*table.columns, *(str(cell) for row in table.rows for cell in row)]
         if not masker.contains("\0".join(seen)):
@@ -125,8 +169,7 @@ class Reply:
         return replace(
             self, text=mask(self.text), title=mask(self.title) if self.title else self.title,
             fields=[(mask(n), mask(v)) for n, v in self.fields], table=table,
-            actions=[replace(a, label=mask(a.label), confirm_text=mask(a.confirm_text)
-                             if a.confirm_text else a.confirm_text) for a in self.actions])
+            actions=[m for m in map(_masked_action, self.actions) if m is not None])
 
     @classmethod
     def error(cls, text: str, *, title: str | None = None) -> Reply:
@@ -137,3 +180,16 @@ class Reply:
     @classmethod
     def denied(cls, text: str) -> Reply:
         return cls(text=text, title="Not allowed", level=Level.DENIED)
+
+
+def _masked_action(action: Action) -> Action | None:
+    """``action`` with secrets masked in its label, confirmation and link. A link with a
+    secret in it (a token in a query string) keeps pointing at the page, without the token;
+    one that is no link once masked (the secret was its scheme or all of it) is left out."""
+    mask = masker.mask
+    try:
+        return replace(action, label=mask(action.label),
+                       confirm_text=mask(action.confirm_text) if action.confirm_text else None,
+                       url=mask(action.url) if action.url else None)
+    except ValueError:
+        return None

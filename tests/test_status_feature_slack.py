@@ -70,7 +70,7 @@ async def test_alert_ack_and_recovery_on_slack(slack_bot: tuple[Bot, str],
     assert f"<@{ALICE}> <@{BOB}>" in (alert.text or "")
     assert "DISK CRITICAL - scripted" in (alert.text or "")
     labels = {b["text"]["text"]: b for b in buttons(alert.blocks).values()}
-    assert set(labels) == {"Details", "Ack"}
+    assert set(labels) == {"Details", "Ack", "Runbook"}
     assert "disk" not in str(labels["Ack"]["value"])  # the command stays server-side
 
     await slack.deliver(url, slack.signed_block_actions(
@@ -80,7 +80,7 @@ async def test_alert_ack_and_recovery_on_slack(slack_bot: tuple[Bot, str],
     assert await bot.notices.idle(5)
     acked = slack.message("shifters", alert.ts)
     assert acked is not None and "Acknowledged by bob" in (acked.text or "")
-    assert {b["text"]["text"] for b in buttons(acked.blocks).values()} == {"Details"}
+    assert {b["text"]["text"] for b in buttons(acked.blocks).values()} == {"Details", "Runbook"}
 
     await result(bot, Level.OK, 2)
     (recovery,) = slack.messages("shifters", thread_ts=alert.ts)

@@ -7,7 +7,8 @@ prompt; an approval request prints its id for another person (``/as carol``, ``a
 The console is also a platform (:class:`ConsolePlatform`): notices to a configured channel
 print as they are delivered (``[#ops] hello``). A button that runs a command shows as
 ``[Label: click a1b2...]``; typing ``click a1b2...`` (or ``/click ...``) presses it, as the
-console's current person, exactly as a click in Slack or Mattermost would. ``/reply 12 text``
+console's current person, exactly as a click in Slack or Mattermost would. A link button shows
+as ``[Runbook: https://...]``. ``/reply 12 text``
 answers in the thread of message 12 (a simulated thread: ``Bot.thread_reply``).
 """
 
@@ -23,7 +24,7 @@ from typing import TextIO
 
 from bot.core import Bot, Outcome, OutcomeStatus
 from bot.identity import Inbound
-from bot.markup import resolve, visible
+from bot.markup import plain, resolve, visible
 from bot.messaging.port import MessageRef
 from bot.render import render_text
 from bot.reply import Choice, Reply
@@ -58,9 +59,12 @@ def format_reply(reply: Reply) -> str:
         request = deciding[0].request_id
         choices = " / ".join(f"{a.choice.value} {request}" for a in deciding if a.choice)
         text += f"\n-> {choices}"
-    commands = [a for a in reply.actions if a.command and a.action_id]
-    if commands:  # buttons that run a command: typed as `click ID`
-        text += "\n-> " + "  ".join(f"[{a.label}: click {a.action_id}]" for a in commands)
+    # Buttons that run a command (typed as `click ID`), then links (opened by hand).
+    shown = [f"[{a.label}: click {a.action_id}]" for a in reply.actions
+             if a.command and a.action_id]
+    shown += [f"[{visible(plain(a.label))}: {a.url}]" for a in reply.actions if a.url]
+    if shown:
+        text += "\n-> " + "  ".join(shown)
     return text
 
 

@@ -5,6 +5,7 @@ the reply is shown, :meth:`ActionStore.store` gives each such button an opaque i
 command line in the database, so a click (from any replica, after a restart) can be traced back
 to exactly what was offered and nothing else: the button's payload is never parsed as a
 command. :meth:`bot.core.Bot.click` then runs the line as the clicker through ``Bot.handle``.
+Link buttons (``Action.link``) and decision buttons are not stored: they run nothing.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 What is stored is what every platform renders from: text (templates already rendered, user
 text still *marked*, so each platform escapes it its own way at send time), title, level,
-fields, table and buttons (command buttons already stored, so only their ids are here).
+fields, table and buttons (command buttons already stored, so only their ids are here; link
+buttons with their URL, checked again when loaded).
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ def load(text: str) -> Reply:
         text=data.get("text", ""), title=data.get("title"), level=Level(data.get("level", "info")),
         fields=[(str(k), str(v)) for k, v in data.get("fields", [])],
         table=Table(table["columns"], table["rows"], table.get("omitted", 0)) if table else None,
-        actions=[_load_action(a) for a in data.get("actions", [])],
+        actions=[a for a in map(_load_action, data.get("actions", [])) if a is not None],
         visibility=Visibility.CHANNEL,
     )
 
 
 def _action(action: Action) -> dict[str, Any]:
     out = {"label": action.label, "style": action.style}
-    for name in ("request_id", "confirm_text", "command", "action_id"):
+    for name in ("request_id", "confirm_text", "command", "action_id", "url"):
         value = getattr(action, name)
         if value is not None:
             out[name] = value
@@ -50,9 +51,14 @@ def _action(action: Action) -> dict[str, Any]:
     return out
 
 
-def _load_action(data: dict[str, Any]) -> Action:
-    choice = data.get("choice")
-    return Action(data["label"], choice=Choice(choice) if choice else None,
-                  request_id=data.get("request_id"), style=data.get("style", "default"),
-                  confirm_text=data.get("confirm_text"), command=data.get("command"),
-                  action_id=data.get("action_id"))
+def _load_action(data: dict[str, Any]) -> Action | None:
+    """The stored button, or None for a link no longer accepted (``bot.reply.link_url``): the
+    notice is still updated, without that button."""
+    choice = Choice(data["choice"]) if data.get("choice") else None
+    try:
+        return Action(data["label"], choice=choice,
+                      request_id=data.get("request_id"), style=data.get("style", "default"),
+                      confirm_text=data.get("confirm_text"), command=data.get("command"),
+                      action_id=data.get("action_id"), url=data.get("url"))
+    except ValueError:
+        return None

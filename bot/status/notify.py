@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.messaging.mentions import UnknownMention, check_names
 from bot.render import format_duration
-from bot.reply import Action, Reply
+from bot.reply import Action, Reply, link_url
 from bot.reply import Level as ReplyLevel
 from bot.status import states as st
 from bot.status.model import CheckSpec, Level
@@ -34,11 +34,27 @@ def reply_level(level: Level | None) -> ReplyLevel:
     return ReplyLevel.INFO if level is None else REPLY_LEVEL[level]
 
 
-def buttons(check: str, *, ack: bool) -> list[Action]:
+def buttons(check: str, *, ack: bool, runbook: str | None = None) -> list[Action]:
+    """Details (``status NAME``), Ack while the alert is live, and the runbook as a link
+    button when it is a link one can be made of (:func:`runbook_link`)."""
     actions = [Action.run("Details", f"status {check}")]
     if ack:
         actions.append(Action.run("Ack", f"status ack {check}", style="primary"))
+    if runbook_link(runbook):
+        actions.append(Action.link("Runbook", str(runbook)))
     return actions
+
+
+def runbook_link(runbook: str | None) -> bool:
+    """Whether ``runbook`` can be a link button (an http(s) URL, ``bot.reply.link_url``);
+    anything else (a wiki page name, a ``file:`` path) stays a line of the notice's text."""
+    if not runbook:
+        return False
+    try:
+        link_url(runbook)
+    except ValueError:
+        return False
+    return True
 
 
 def notice_reply(op: st.NoticeOp, spec: CheckSpec, zone: str, now: datetime, *,
@@ -66,8 +82,14 @@ def notice_reply(op: st.NoticeOp, spec: CheckSpec, zone: str, now: datetime, *,
     elif op.role == st.ACKED:
         title += " (acknowledged)"
     live = op.role in (st.ALERT, st.REPEAT)
+    # The recovery (a reply in the alert's thread) has no buttons; a superseded alert points
+    # to the newer message, so not to the runbook either.
+    actions = [] if op.role == st.RECOVERY else buttons(
+        spec.name, ack=live, runbook=spec.runbook if op.role != st.SUPERSEDED else None)
+    # The template prints the runbook as a line only where no button shows it.
+    data["runbook_button"] = any(a.url for a in actions)
     return Reply(template="status_notice.j2", data=data, title=title, level=level,
-                 actions=buttons(spec.name, ack=live) if op.role != st.RECOVERY else [])
+                 actions=actions)
 
 
 def mention_names(bot: Bot, names: Sequence[str]) -> list[str]:

@@ -70,6 +70,7 @@ __all__ = [
     "SignedRequest",
     "SocketConnection",
     "User",
+    "button_errors",
 ]
 
 DEFAULT_BOT_TOKEN = "xoxb-test"
@@ -437,6 +438,44 @@ def _as_int(value: Any, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise _ApiError("invalid_arguments") from None
+
+
+# Block Kit button element limits (docs.slack.dev, "Button element"): a button may open a page
+# (``url``; the click still sends block_actions), carry a value, or both.
+BUTTON_LIMITS = {"action_id": 255, "url": 3000, "value": 2000}
+BUTTON_TEXT_LIMIT = 75
+
+
+def button_errors(blocks: list[dict[str, Any]]) -> list[str]:
+    """What Slack would refuse in the button elements of ``blocks`` (empty: all accepted)."""
+    errors: list[str] = []
+    for block in blocks:
+        elements = block.get("elements") if block.get("type") == "actions" else None
+        elements = [*(elements or []), *([block["accessory"]] if block.get("accessory") else [])]
+        seen: set[str] = set()
+        for element in elements:
+            if not isinstance(element, dict) or element.get("type") != "button":
+                continue
+            errors += _button_errors(element)
+            action_id = element.get("action_id")
+            if action_id is not None and action_id in seen:
+                errors.append(f"action_id {action_id!r} repeated in a block")
+            seen.add(str(action_id))
+    return errors
+
+
+def _button_errors(element: dict[str, Any]) -> list[str]:
+    errors = []
+    text = element.get("text")
+    if not isinstance(text, dict) or text.get("type") != "plain_text" \
+            or not 0 < len(str(text.get("text") or "")) <= BUTTON_TEXT_LIMIT:
+        errors.append("button text must be plain_text of 1-75 characters")
+    for key, limit in BUTTON_LIMITS.items():
+        if key in element and (not isinstance(element[key], str) or len(element[key]) > limit):
+            errors.append(f"button {key} must be a string of at most {limit} characters")
+    if "style" in element and element["style"] not in ("primary", "danger"):
+        errors.append("button style must be primary or danger")
+    return errors
 
 
 def _default_channels() -> list[Channel]:
@@ -1669,6 +1708,7 @@ class FakeSlack:
             not isinstance(blocks, list)
             or len(blocks) > MAX_BLOCKS
             or not all(isinstance(b, dict) and b.get("type") for b in blocks)
+            or button_errors(blocks)
         ):
             raise _ApiError("invalid_blocks")
         return (None if text is None else str(text)), blocks, attachments
@@ -1982,6 +2022,9 @@ class FakeSlack:
         delete = _as_bool(data.get("delete_original"))
         if not delete and not (data.get("text") or data.get("blocks") or data.get("attachments")):
             return 400, "no_text"
+        blocks = data.get("blocks")
+        if isinstance(blocks, list) and button_errors([b for b in blocks if isinstance(b, dict)]):
+            return 400, "invalid_blocks"
         ru.uses += 1
         self._apply_response(ru, data, delete)
         return 200, "ok"

@@ -3,7 +3,9 @@
 Buttons are attachments whose ``integration.context`` is signed (:mod:`.actions`): decision
 buttons carry the request id, command buttons only their stored action id. Without a public URL
 (``bot.http.public_url``) Mattermost cannot reach the bot when someone clicks, so the message
-says what to type instead.
+says what to type instead. Link buttons (``Action.link``) are Markdown links: Mattermost's
+message buttons only POST to an integration, they cannot open a page. They go in the text of the
+buttons' attachment, or at the end of the message when there is no attachment.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.adapters.mattermost.actions import ActionSigner, ButtonFactory
 from bot.adapters.mattermost.outbound import Outgoing, Where, fit
+from bot.markup import plain, resolve, user
 from bot.render import render_text
 from bot.reply import Action, Reply, Visibility
 
@@ -49,14 +52,18 @@ class Composer:
                 requester: str) -> tuple[str, dict[str, Any] | None]:
         """Message text and, when the reply has buttons, the props carrying them."""
         message = self.text(reply)
-        if not reply.actions:
-            return message, None
+        links = link_line(reply.actions)
+        clickable = [a for a in reply.actions if a.url is None]
+        if not clickable:
+            return (fit(f"{message}\n{links}") if links else message), None
         buttons = self.buttons()
         if buttons is None:
-            typed = " or ".join(self._typed(a) for a in reply.actions)
-            return fit(f"{message}\nReply {typed}."), None
-        attachment = buttons.attachment(reply.actions, reply.level, root_id=root_id,
+            typed = " or ".join(self._typed(a) for a in clickable)
+            return fit("\n".join(filter(None, [message, links, f"Reply {typed}."]))), None
+        attachment = buttons.attachment(clickable, reply.level, root_id=root_id,
                                         requester=requester)
+        if links:
+            attachment["text"] = links
         return message, {"attachments": [attachment]}
 
     def outgoing(self, reply: Reply, where: Where, requester: str) -> Outgoing:
@@ -71,3 +78,13 @@ class Composer:
         if action.command is not None:
             return f"`{self.section.command_prefix}{action.command}`"
         return f"`{action.choice.value if action.choice else ''} {action.request_id}`"
+
+
+def link_line(actions: list[Action]) -> str:
+    """The link buttons of ``actions`` as Markdown links on one line ("" when none): the label
+    escaped as user text, parentheses in the URL percent-encoded so none ends the link early
+    (``Action.link`` already refused spaces, quotes and angle brackets)."""
+    return "  ".join(
+        f"[{resolve(user(plain(a.label)), 'mattermost')}]"
+        f"({a.url.replace('(', '%28').replace(')', '%29')})"
+        for a in actions if a.url is not None)

@@ -40,7 +40,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.slack.answers import Answers
-from bot.adapters.slack.blocks import RUN_PREFIX
+from bot.adapters.slack.blocks import LINK_PREFIX, RUN_PREFIX
 from bot.adapters.slack.channels import ChannelDirectory
 from bot.adapters.slack.listeners import Listeners
 from bot.adapters.slack.liveness import SocketWatchdog, socket_logger
@@ -56,8 +56,10 @@ from bot.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
-# Decision buttons (shiftbot.confirm ...) and command buttons (shiftbot.run.<id>)
-ACTION_IDS = re.compile(r"^shiftbot\.(confirm|cancel|approve|deny)$|^" + re.escape(RUN_PREFIX))
+# Decision buttons (shiftbot.confirm ...), command buttons (shiftbot.run.<id>) and link buttons
+# (shiftbot.link.<n>: only acknowledged, or Slack marks the click as failed)
+ACTION_IDS = re.compile(r"^shiftbot\.(confirm|cancel|approve|deny)$|^" + re.escape(RUN_PREFIX)
+                        + "|^" + re.escape(LINK_PREFIX))
 STARTUP_WAIT = 10.0  # start() waits this long for the first socket connection, then goes on
 SHUTDOWN_WAIT = 5.0
 

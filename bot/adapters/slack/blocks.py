@@ -24,6 +24,9 @@ ACTION_PREFIX = "shiftbot."
 # A command button (``Action.run``): ``shiftbot.run.<stored id>``, value the same id. The id is
 # in the action_id too because Slack wants action_ids unique within a block.
 RUN_PREFIX = "shiftbot.run."
+# A link button (``Action.link``): a Block Kit button with ``url``. Slack opens the page and
+# still sends a block_actions payload, which is only acknowledged (see ``is_link``).
+LINK_PREFIX = "shiftbot.link."
 FENCE = "```"
 
 LEVEL_EMOJI = {Level.WARNING: ":warning:", Level.ERROR: ":x:", Level.DENIED: ":no_entry:"}
@@ -84,8 +87,11 @@ def split_sections(text: str, budget: int = SECTION_BUDGET,
     return chunks or [" "]
 
 
-def button(action: Action) -> dict[str, Any]:
-    """One Block Kit button; destructive confirmations get Slack's native confirm dialog."""
+def button(action: Action, index: int = 0) -> dict[str, Any]:
+    """One Block Kit button; destructive confirmations get Slack's native confirm dialog.
+    ``index``: the button's place in its block (a link button's action_id, unique in it)."""
+    if action.url is not None:
+        return link_button(action, index)
     if action.command is not None:
         if not action.action_id:
             raise ValueError(f"command button {action.label!r} was not stored (bot.actions)")
@@ -113,6 +119,20 @@ def button(action: Action) -> dict[str, Any]:
     return element
 
 
+def link_button(action: Action, index: int) -> dict[str, Any]:
+    """A button that opens ``action.url`` (Slack allows 3,000 characters, as ``Action.link``
+    does); it carries no value: a click on it decides and runs nothing."""
+    element: dict[str, Any] = {
+        "type": "button",
+        "action_id": f"{LINK_PREFIX}{index}",
+        "url": action.url,
+        "text": {"type": "plain_text", "text": plain(action.label)[:75], "emoji": True},
+    }
+    if action.style in ("primary", "danger"):
+        element["style"] = action.style
+    return element
+
+
 def message(reply: Reply, *, with_actions: bool = True) -> dict[str, Any]:
     """``{"text", "blocks"}`` for chat.postMessage, response_url or an ack."""
     text = reply_text(reply)
@@ -123,7 +143,7 @@ def message(reply: Reply, *, with_actions: bool = True) -> dict[str, Any]:
         first = reply.actions[0]
         block = first.request_id or first.action_id or "actions"
         blocks.append({"type": "actions", "block_id": f"{ACTION_PREFIX}{block}"[:255],
-                       "elements": [button(a) for a in reply.actions]})
+                       "elements": [button(a, i) for i, a in enumerate(reply.actions)]})
     return {"text": fallback(text), "blocks": blocks}
 
 
@@ -149,6 +169,12 @@ def fallback(text: str, limit: int = FALLBACK_LIMIT) -> str:
     if head.count(FENCE) % 2:
         head = head[: head.rfind(FENCE)].rstrip()
     return head + " ..."
+
+
+def is_link(action: dict[str, Any]) -> bool:
+    """Whether a clicked button is one of our link buttons (Slack opened its page; nothing
+    is left for the bot to do but acknowledge the click)."""
+    return str(action.get("action_id") or "").startswith(LINK_PREFIX)
 
 
 def parse_action(action: dict[str, Any]) -> tuple[Choice, str] | None:

@@ -180,6 +180,9 @@ class Listeners:
     async def on_action(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
         action = (body.get("actions") or [{}])[0]
+        if blocks.is_link(action):  # Slack opened the page; acknowledged, nothing to run
+            log.debug("a link button was clicked (%s)", action.get("action_id"))
+            return
         key = body.get("trigger_id") or action.get("action_ts")
         self.spawn(self._run_action(key and f"action:{key}", body))
 
