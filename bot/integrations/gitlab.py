@@ -1,5 +1,5 @@
 """GitLab (REST v4): the ``gitlab:`` config section and an async client for the few endpoints
-shiftbot needs (pipelines now; issues for the alerts feature).
+shiftbot needs (pipelines for restarts; issues for the alerts feature).
 
 Pipelines are started either with a project's *trigger token* (``POST /projects/:id/trigger/
 pipeline``, form fields ``token``, ``ref``, ``variables[KEY]``: a credential that can start
@@ -10,7 +10,10 @@ pipelines and nothing else) or with ``gitlab.token`` (``POST /projects/:id/pipel
 Errors are :class:`GitLabError` with the HTTP status and whether trying again later may help
 (429 and 5xx, timeouts): a 429 says when (``Retry-After``, else ``RateLimit-Reset``). A start
 request is never retried after a 5xx or a timeout: GitLab may have created the pipeline, and a
-second one would restart twice. Messages never hold a token (the masker also runs over them).
+second one would restart twice. Likewise an issue is never created blindly twice: the alerts
+feature looks in its mapping table, then searches the description marker
+(:meth:`GitLabClient.find_issue_with`), before every :meth:`GitLabClient.create_issue`.
+Messages never hold a token (the masker also runs over them).
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from bot.secrets import masker
 
 TERMINAL = frozenset({"success", "failed", "canceled", "skipped"})
 MAX_MESSAGE = 200  # characters of GitLab's own error message quoted back
+MAX_TITLE = 255  # GitLab refuses longer issue titles
+SEARCH_PAGE = 100  # issues read per marker search (GitLab's largest page)
+PIPELINE_MAYBE = " (the pipeline may have started anyway: look in GitLab)"
+ISSUE_MAYBE = " (GitLab may have opened the issue anyway: the next try looks for it first)"
 
 
 class GitLabConfig(Strict):
@@ -91,6 +98,24 @@ class Pipeline:
                    data.get("source"))
 
 
+@dataclass(frozen=True, slots=True)
+class GitLabIssue:
+    iid: int
+    project_id: int | None
+    web_url: str
+    state: str  # opened | closed
+    title: str
+    description: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> GitLabIssue:
+        if not isinstance(data, dict) or not isinstance(data.get("iid"), int):
+            raise GitLabError("GitLab answered with something that is not an issue")
+        return cls(data["iid"], data.get("project_id"), str(data.get("web_url") or ""),
+                   str(data.get("state") or "opened"), str(data.get("title") or ""),
+                   str(data.get("description") or ""))
+
+
 def project_path(project: str) -> str:
     """``group/name`` -> ``group%2Fname`` (an id stays as it is)."""
     return quote(project, safe="")
@@ -141,14 +166,56 @@ class GitLabClient:
                                 what=f"pipeline {pipeline_id} of project {project}")
         return Pipeline.from_json(data)
 
+    # ------------------------------------------------------------------ issues
+
+    async def create_issue(self, project: str, title: str, description: str,
+                           labels: list[str]) -> GitLabIssue:
+        """One POST, never retried here: after a 5xx or a timeout the issue may exist, so the
+        caller searches its marker before trying again."""
+        body: dict[str, Any] = {"title": _one_line(title)[:MAX_TITLE] or "(no title)",
+                                "description": description}
+        if labels:
+            body["labels"] = ",".join(labels)
+        data = await self._call("POST", f"/projects/{project_path(project)}/issues", json=body,
+                                what=f"project {project}", maybe=ISSUE_MAYBE)
+        return GitLabIssue.from_json(data)
+
+    async def find_issue_with(self, project: str, marker: str) -> GitLabIssue | None:
+        """The newest issue (open or closed) whose description holds ``marker`` exactly.
+        GitLab's search matches words loosely (``sentry-issue:12`` also finds ``...:123``),
+        so every hit is checked here; the marker's spaces are left out of the query because
+        GitLab drops search words shorter than three characters."""
+        query = max(marker.replace("<!--", " ").replace("-->", " ").split(), key=len)
+        params = {"search": query, "in": "description", "state": "all",
+                  "order_by": "created_at", "sort": "desc", "per_page": SEARCH_PAGE}
+        data = await self._call("GET", f"/projects/{project_path(project)}/issues",
+                                params=params, what=f"project {project}")
+        if not isinstance(data, list):
+            raise GitLabError("GitLab answered a search with something that is not a list")
+        hits = [GitLabIssue.from_json(item) for item in data]
+        return next((issue for issue in hits if marker in issue.description), None)
+
+    async def add_note(self, project: str, iid: int, body: str) -> None:
+        await self._call("POST", f"/projects/{project_path(project)}/issues/{int(iid)}/notes",
+                         json={"body": body}, what=f"issue {iid} of project {project}")
+
+    async def set_issue_state(self, project: str, iid: int, event: str) -> GitLabIssue:
+        """``event``: ``reopen`` or ``close`` (GitLab answers 200 when it already is)."""
+        if event not in ("reopen", "close"):
+            raise ValueError(f"state event {event!r}: expected reopen or close")
+        data = await self._call("PUT", f"/projects/{project_path(project)}/issues/{int(iid)}",
+                                json={"state_event": event},
+                                what=f"issue {iid} of project {project}")
+        return GitLabIssue.from_json(data)
+
     async def _call(self, method: str, path: str, *, what: str, authenticated: bool = True,
-                    starting: bool = False, **kwargs: Any) -> Any:
+                    starting: bool = False, maybe: str = "", **kwargs: Any) -> Any:
         headers = {"Accept": "application/json"}
         if authenticated:
             if not self._token:
                 raise GitLabError("gitlab.token is not configured: GitLab's API needs it here")
             headers["PRIVATE-TOKEN"] = self._token
-        maybe = " (the pipeline may have started anyway: look in GitLab)" if starting else ""
+        maybe = PIPELINE_MAYBE if starting else maybe
         client = await shared_client()
         try:
             response = await client.request(method, f"{self.url}/api/v4{path}",
@@ -167,6 +234,10 @@ class GitLabClient:
                 raise GitLabError(f"GitLab answered {response.status_code} without JSON"
                                   ) from None
         raise _failure(response, what, maybe)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _failure(response: httpx.Response, what: str, maybe: str) -> GitLabError:

@@ -19,7 +19,9 @@ pipeline (``id``, ``iid``, ``project_id``, ``status``, ``source``, ``ref``, ``sh
 ``web_url``, times). A pipeline's status moves along its script, one step per ``GET``
 (default created -> pending -> running -> success), or as a test sets it. ``429`` carries
 ``RateLimit-*`` and (optionally) ``Retry-After`` with the body ``Retry later``; any status or a
-hang can be injected (:meth:`GitLabState.fail`).
+hang can be injected (:meth:`GitLabState.fail`), before the request is carried out or, with
+``after=True``, after it (GitLab created the issue, then the answer was lost). The issue routes
+live in tests/fakes/gitlab_issues.py.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ import asyncio
 import itertools
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
+
+from fakes.gitlab_issues import Issue, IssueRoutes, _Answer, issue_json
+from fakes.gitlab_issues import error as _error
 
 TERMINAL = frozenset({"success", "failed", "canceled", "skipped"})
 DEFAULT_SCRIPT = ("created", "pending", "running", "success")
@@ -71,23 +77,9 @@ class Pipeline:
 
 
 @dataclass
-class Issue:
-    id: int
-    iid: int
-    project: Project
-    title: str
-    description: str
-    labels: list[str]
-    confidential: bool = False
-    state: str = "opened"
-    notes: list[dict[str, Any]] = field(default_factory=list)
-    created_at: str = field(default_factory=_now)
-    updated_at: str = field(default_factory=_now)
-
-
-@dataclass
 class Failure:
-    """Answer matching requests with ``status`` (or hang) for the next ``times`` of them."""
+    """Answer matching requests with ``status`` (or hang) for the next ``times`` of them;
+    ``after``: GitLab does the work first and then fails (a 5xx or a hang after creating)."""
 
     method: str
     path: re.Pattern[str]
@@ -95,6 +87,8 @@ class Failure:
     times: int
     retry_after: str | None
     hang: bool
+    after: bool = False
+    reset_in: int | None = None  # 429: RateLimit-Reset this many seconds from now
 
 
 @dataclass
@@ -135,11 +129,12 @@ class GitLabState:
         return next((p for p in self.projects.values() if p.path == ref), None)
 
     def fail(self, path: str, status: int, *, method: str = "*", times: int = 1,
-             retry_after: str | None = None, hang: bool = False) -> None:
+             retry_after: str | None = None, hang: bool = False, after: bool = False,
+             reset_in: int | None = None) -> None:
         """Inject a failure for requests whose decoded path (after /api/v4) matches ``path``
-        (a regex searched in it)."""
+        (a regex searched in it); ``after``: the request is carried out, then failed."""
         self.failures.append(Failure(method, re.compile(path), status, times, retry_after,
-                                     hang))
+                                     hang, after, reset_in))
 
     def set_status(self, pipeline_id: int, status: str) -> None:
         pipeline = self.pipelines[pipeline_id]
@@ -170,17 +165,11 @@ class GitLabState:
         }
 
     def issue_json(self, issue: Issue) -> dict[str, Any]:
-        return {
-            "id": issue.id, "iid": issue.iid, "project_id": issue.project.id,
-            "title": issue.title, "description": issue.description, "state": issue.state,
-            "labels": list(issue.labels), "confidential": issue.confidential,
-            "created_at": issue.created_at, "updated_at": issue.updated_at,
-            "closed_at": None if issue.state == "opened" else issue.updated_at,
-            "user_notes_count": len(issue.notes),
-            "web_url": f"{self.web_url}/{issue.project.path}/-/issues/{issue.iid}",
-            "references": {"short": f"#{issue.iid}",
-                           "full": f"{issue.project.path}#{issue.iid}"},
-        }
+        return issue_json(self.web_url, issue)
+
+    def issues_of(self, path: str) -> list[Issue]:
+        """The issues of project ``path`` (group/name), oldest first."""
+        return [i for i in self.issues if i.project.path == path]
 
 
 def _set(pipeline: Pipeline, status: str) -> None:
@@ -192,16 +181,6 @@ def _set(pipeline: Pipeline, status: str) -> None:
         pipeline.finished_at = pipeline.updated_at
 
 
-class _Answer(Exception):
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(status)
-        self.status, self.body = status, body
-
-
-def _error(status: int, message: Any, key: str = "message") -> _Answer:
-    return _Answer(status, {key: message})
-
-
 _PROJECT = r"/projects/(?P<project>[^/]+)"
 ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     (method, re.compile(f"{_PROJECT}{path}$"), name) for method, path, name in [
@@ -211,13 +190,15 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", "/pipelines/(?P<pid>[0-9]+)/cancel", "cancel"),
         ("POST", "/issues", "create_issue"),
         ("GET", "/issues", "list_issues"),
+        ("GET", "/issues/(?P<iid>[0-9]+)", "get_issue"),
         ("PUT", "/issues/(?P<iid>[0-9]+)", "edit_issue"),
         ("POST", "/issues/(?P<iid>[0-9]+)/notes", "add_note"),
+        ("GET", "/issues/(?P<iid>[0-9]+)/notes", "list_notes"),
     ]
 ]
 
 
-class FakeGitLab:
+class FakeGitLab(IssueRoutes):
     def __init__(self, state: GitLabState | None = None) -> None:
         self.state = state or GitLabState()
         self._runner: web.AppRunner | None = None
@@ -248,34 +229,41 @@ class FakeGitLab:
         body = await _body(request)
         record = Recorded(request.method, unquote(raw), raw, dict(request.headers), body)
         self.state.requests.append(record)
-        injected = await self._injected(request.method, record.path)
-        if injected is not None:
-            record.status = injected.status
-            return injected
-        try:
-            status, payload = self._route(request, raw, body)
-        except _Answer as answer:
-            status, payload = answer.status, answer.body
-        record.status = status
-        return web.json_response(payload, status=status)
+        failure = self._failure_for(request.method, record.path)
+        if failure is None or failure.after:
+            try:
+                status, payload = self._route(request, raw, body)
+            except _Answer as answer:
+                status, payload = answer.status, answer.body
+            record.status = status
+            if failure is None:
+                return web.json_response(payload, status=status)
+        assert failure is not None
+        injected = await self._injected(failure)
+        record.status = injected.status
+        return injected
 
-    async def _injected(self, method: str, path: str) -> web.Response | None:
+    def _failure_for(self, method: str, path: str) -> Failure | None:
         for failure in self.state.failures:
-            if failure.times <= 0 or failure.method not in ("*", method) or \
-                    not failure.path.search(path):
-                continue
-            failure.times -= 1
-            if failure.hang:
-                await self.state.released.wait()
-            if failure.status == 429:
-                headers = {"RateLimit-Limit": "600", "RateLimit-Remaining": "0"}
-                if failure.retry_after is not None:
-                    headers["Retry-After"] = failure.retry_after
-                return web.Response(status=429, text="Retry later\n", headers=headers)
-            return web.json_response({"message": f"{failure.status} Internal Server Error"
-                                      if failure.status >= 500 else f"{failure.status}"},
-                                     status=failure.status)
+            if failure.times > 0 and failure.method in ("*", method) and \
+                    failure.path.search(path):
+                failure.times -= 1
+                return failure
         return None
+
+    async def _injected(self, failure: Failure) -> web.Response:
+        if failure.hang:
+            await self.state.released.wait()
+        if failure.status == 429:
+            headers = {"RateLimit-Limit": "600", "RateLimit-Remaining": "0"}
+            if failure.retry_after is not None:
+                headers["Retry-After"] = failure.retry_after
+            if failure.reset_in is not None:
+                headers["RateLimit-Reset"] = str(int(time.time()) + failure.reset_in)
+            return web.Response(status=429, text="Retry later\n", headers=headers)
+        return web.json_response({"message": f"{failure.status} Internal Server Error"
+                                  if failure.status >= 500 else f"{failure.status}"},
+                                 status=failure.status)
 
     def _route(self, request: web.Request, raw: str,
                body: dict[str, Any]) -> tuple[int, Any]:
@@ -347,57 +335,6 @@ class FakeGitLab:
         if pipeline.status not in TERMINAL:
             self.state.set_status(pipeline.id, "canceled")
         return 201, self.state.pipeline_json(pipeline)
-
-    # ----------------------------------------------------------------- issues
-
-    def _create_issue(self, project: Project, body: dict[str, Any]) -> tuple[int, Any]:
-        if not body.get("title"):
-            raise _error(400, "title is missing", "error")
-        labels = body.get("labels") or []
-        if isinstance(labels, str):
-            labels = [label.strip() for label in labels.split(",") if label.strip()]
-        iid = 1 + sum(1 for i in self.state.issues if i.project is project)
-        issue = Issue(next(self.state._ids), iid, project, str(body["title"]),
-                      str(body.get("description") or ""), list(labels),
-                      str(body.get("confidential", "")).lower() == "true")
-        self.state.issues.append(issue)
-        return 201, self.state.issue_json(issue)
-
-    def _list_issues(self, project: Project, body: dict[str, Any]) -> tuple[int, Any]:
-        state = body.get("state", "all")
-        search = body.get("search")
-        fields = str(body.get("in", "title,description")).split(",")
-        found = [i for i in self.state.issues if i.project is project
-                 and state in ("all", i.state)
-                 and (not search or any(search in getattr(i, f, "") for f in fields))]
-        return 200, [self.state.issue_json(i) for i in reversed(found)]
-
-    def _issue(self, project: Project, iid: str) -> Issue:
-        for issue in self.state.issues:
-            if issue.project is project and issue.iid == int(iid):
-                return issue
-        raise _error(404, "404 Not found")
-
-    def _edit_issue(self, project: Project, body: dict[str, Any], iid: str) -> tuple[int, Any]:
-        issue = self._issue(project, iid)
-        event = body.get("state_event")
-        if event in ("close", "reopen"):
-            issue.state = "closed" if event == "close" else "opened"
-        for name in ("title", "description"):
-            if name in body:
-                setattr(issue, name, str(body[name]))
-        issue.updated_at = _now()
-        return 200, self.state.issue_json(issue)
-
-    def _add_note(self, project: Project, body: dict[str, Any], iid: str) -> tuple[int, Any]:
-        issue = self._issue(project, iid)
-        if not body.get("body"):
-            raise _error(400, "body is missing", "error")
-        note = {"id": next(self.state._ids), "body": str(body["body"]), "system": False,
-                "author": {"username": "shiftbot"}, "created_at": _now(),
-                "noteable_type": "Issue", "noteable_iid": issue.iid}
-        issue.notes.append(note)
-        return 201, note
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
