@@ -307,3 +307,14 @@ def test_ids_are_checked() -> None:
         with pytest.raises(PayloadError, match=r"issue\.id"):
             parse(payload)
     assert parse(variant(sample("issue_created"), issue_id=123)).issue_id == "123"  # type: ignore
+
+
+def test_enrich_keeps_the_deliverys_tags_and_adds_the_latest_events() -> None:
+    alert = SentryAlert(Resource.EVENT_ALERT, "triggered", "event:1", issue_id="1",
+                        tags=(("htcondor.cluster_id", "12.0"), ("server_name", "emfollow")))
+    event = {"tags": [{"key": "htcondor.cluster_id", "value": "99.0"},
+                      {"key": "release", "value": "gwcelery@2.1"}]}
+    enriched = enrich(alert, None, event)
+    assert enriched.condor_job == "12.0"
+    assert enriched.tag("release") == "gwcelery@2.1"
+    assert enriched.tag("server_name") == "emfollow"

@@ -157,3 +157,18 @@ async def test_an_unknown_kind_fails_without_stopping_others(bot: Any,
     assert rec.calls == [("s", "ticket", 0)]
     [failed] = await bot.database.run(tq.unfinished)
     assert failed.kind == "mystery" and failed.state == "failed"
+
+
+async def test_a_task_waiting_for_its_retry_holds_back_later_tasks_of_its_lane(
+        bot: Any, clock: ManualClock) -> None:
+    rec = Recorder()
+    rec.outcomes[("s", "notice.post")] = [tq.Retry("chat down", retry_after=60)]
+    await add(bot, "s", "notice.post", n=1)
+    await runner(bot, rec).run_due()  # fails: due again in 60 s
+    await add(bot, "s", "notice.thread", n=2)  # enqueued later, due now
+    await add(bot, "s", "ticket", n=3)  # the other lane is not held
+    await runner(bot, rec).run_due()
+    assert [c[2] for c in rec.calls] == [1, 3]
+    clock.advance(60)
+    await runner(bot, rec).run_due()
+    assert [c[2] for c in rec.calls] == [1, 3, 1, 2]

@@ -1,7 +1,7 @@
 """One GitLab issue per Sentry issue, against the fake GitLab on loopback: opened once and
-linked in the alert's thread; GitLab failing after creating it, a lost database and two
-workers racing never make a second one; transient failures are retried (said once in the
-thread), the others given up with a clear message."""
+linked in the alert's thread (once: a chat-lane task queued with the mapping); GitLab failing
+after creating it, a lost database and two workers racing never make a second one; transient
+failures are retried (said once in the thread), the others given up with a clear message."""
 
 from __future__ import annotations
 
@@ -20,12 +20,16 @@ from test_alerts_tickets_support import (
     add_issue,
     alert,
     all_tasks,
+    drain,
     enqueue_ticket,
     manual_clock,
     mapping,
+    of_kind,
     runner,
+    the_ticket_task,
     thread_texts,
     ticket_bot,
+    until,
     with_notice,
 )
 
@@ -68,11 +72,16 @@ async def test_opened_once_and_linked_in_the_thread(make_bot: Any, gitlab: FakeG
     assert row is not None and (row.project, row.iid, row.state) == (PROJECT, 1, "opened")
     assert row.web_url == f"{gitlab.url}/{PROJECT}/-/issues/1"
     assert not await enqueue_ticket(bot, item.subject)  # mapped
-    await bot.notices.delivered(f"alert:{item.subject}", 5)
-    await _until(lambda: thread_texts(platform))
+    assert thread_texts(platform) == []  # queued with the mapping: said by the chat lane
+    assert await runner(bot).run_due() == 2  # the link in the thread, the notice updated
+    await until(lambda: thread_texts(platform) and platform.updates)
+    assert await drain(runner(bot)) == 0
+    await asyncio.sleep(0.2)
     assert thread_texts(platform) == [f"GitLab issue {PROJECT}#1 opened: {row.web_url}"]
-    [task] = await all_tasks(bot)
-    assert (task.kind, task.state) == ("ticket", "done")
+    [(_, shown)] = platform.updates  # the alert's post now shows the link
+    assert row.web_url in shown
+    assert [(t.kind, t.state) for t in await all_tasks(bot)] == [
+        ("ticket", "done"), ("notice.thread", "done"), ("notice.update", "done")]
 
 
 async def test_gitlab_failing_after_creating_then_recovering_makes_one_issue(
@@ -87,20 +96,23 @@ async def test_gitlab_failing_after_creating_then_recovering_makes_one_issue(
     assert await work.run_due() == 0
     gitlab.state.fail(r"/issues$", 429, method="GET", retry_after="7")  # the next search
     assert len(gitlab.state.issues) == 1 and await mapping(bot, item.subject) is None
-    [task] = await all_tasks(bot)
+    task = await the_ticket_task(bot)
     assert task.said_in_thread and "may have opened the issue anyway" in (task.last_error or "")
     assert task.next_at == START + timedelta(seconds=15)  # backoff: 5xx says no time
     manual_clock.advance(15)
-    assert await work.run_due() == 0  # the search is rate-limited: Retry-After 7
-    [task] = await all_tasks(bot)
+    assert await work.run_due() == 1  # "not yet" said; the search is rate-limited: 7 s
+    task = await the_ticket_task(bot)
     assert task.next_at == START + timedelta(seconds=22) and "429" in (task.last_error or "")
     manual_clock.advance(7)
     assert await work.run_due() == 1
     assert created(gitlab) == 1 and len(gitlab.state.issues) == 1
     row = await mapping(bot, item.subject)
     assert row is not None and row.iid == gitlab.state.issues[0].iid
-    await _until(lambda: len(thread_texts(platform)) == 2)
+    assert await drain(work) == 2  # the link and the notice's update
+    await until(lambda: len(thread_texts(platform)) == 2)
+    await asyncio.sleep(0.2)
     said = thread_texts(platform)
+    assert len(said) == 2
     assert said[0].startswith("GitLab issue not opened yet: GitLab failed \\(500")
     assert said[0].endswith("; retrying")
     assert said[1] == f"GitLab issue {PROJECT}#1 found: {row.web_url}"
@@ -132,7 +144,7 @@ async def test_transient_failures_are_retried_without_a_second_issue(
     low, high = wait if isinstance(wait, tuple) else (wait, wait)
     assert low <= waited <= high, (waited, task.last_error)
     assert task.state == "pending" and not task.said_in_thread  # no notice: nothing said
-    await _until(lambda: len(gitlab.state.issues) == (1 if fault.get("after") else 0))
+    await until(lambda: len(gitlab.state.issues) == (1 if fault.get("after") else 0))
     manual_clock.advance(waited)
     assert await work.run_due() == 1
     assert len(gitlab.state.issues) == 1
@@ -161,15 +173,20 @@ async def test_refusals_and_missing_config_give_up_clearly(
     platform, _ = await with_notice(bot, item)
     await enqueue_ticket(bot, item.subject)
     assert await runner(bot).run_due() == 1
-    [task] = await all_tasks(bot)
+    task = await the_ticket_task(bot)
     assert task.state == "failed" and says in (task.last_error or ""), task.last_error
     assert "glpat" not in (task.last_error or "")
     assert gitlab.state.issues == [] and await mapping(bot, item.subject) is None
     problem = tickets.gitlab_ready(bot.config)
     assert (problem is not None) == ("missing" in says)
-    if problem is None:  # GitLab refused: the thread is told
-        await _until(lambda: thread_texts(platform))
-        assert thread_texts(platform)[0].startswith("GitLab issue could not be opened: ")
+    told = of_kind(await all_tasks(bot), "notice.thread")
+    assert len(told) == (0 if problem is not None else 1)
+    assert await drain(runner(bot)) == len(told)
+    if problem is None:  # GitLab refused: the thread is told, once
+        await until(lambda: thread_texts(platform))
+        await asyncio.sleep(0.2)
+        [said] = thread_texts(platform)
+        assert said.startswith("GitLab issue could not be opened: ")
 
 
 async def test_a_lost_database_finds_the_issue_by_its_marker(
@@ -215,6 +232,7 @@ async def test_two_workers_racing_keep_one_mapping_and_close_the_duplicate(
 
     monkeypatch.setattr(GitLabClient, "find_issue_with", search_then_wait)
     await asyncio.gather(tickets.open_ticket(bot, task), tickets.open_ticket(bot, task))
+    monkeypatch.setattr(GitLabClient, "find_issue_with", search)
     assert created(gitlab) == 2
     row = await mapping(bot, item.subject)
     assert row is not None
@@ -223,39 +241,56 @@ async def test_two_workers_racing_keep_one_mapping_and_close_the_duplicate(
     assert kept[0].state == "opened" and duplicate[0].state == "closed"
     assert duplicate[0].comments == [f"Duplicate of #{row.iid}, opened at the same time by "
                                      "another shiftbot worker."]
-    await _until(lambda: thread_texts(platform))
+    # Only the winner queued the link; the ticket task itself then finds the mapping.
+    assert [t.kind for t in await all_tasks(bot)] == ["ticket", "notice.thread",
+                                                      "notice.update"]
+    assert await drain(runner(bot)) == 3
+    await until(lambda: thread_texts(platform))
     await asyncio.sleep(0.2)
     assert thread_texts(platform) == [f"GitLab issue {row.ref} opened: {row.web_url}"]
+    assert created(gitlab) == 2
 
 
 async def test_the_mapping_insert_conflicts_on_the_subject(
         make_bot: Any, gitlab: FakeGitLab, manual_clock: ManualClock) -> None:
     bot = await ticket_bot(make_bot, gitlab)
+    await add_issue(bot, alert("9"), notice_key="alert:sentry:9")
     client = GitLabClient(gitlab.url, TOKEN, timeout=2)
     first = await client.create_issue(PROJECT, "a", "x", [])
     second = await client.create_issue(PROJECT, "b", "y", [])
-    one = await bot.database.run(tickets._record, "sentry:9", PROJECT, first, "u1", START, True)
+    one = await bot.database.run(tickets._record, "sentry:9", PROJECT, first, "u1", START, True,
+                                 "opened")
     two = await bot.database.run(tickets._record, "sentry:9", PROJECT, second, "u2", START,
-                                 True)
+                                 True, "found")
     assert one[1] and not two[1] and one[0] == two[0] and two[0].iid == first.iid
-    assert [t.kind for t in await all_tasks(bot)] == ["link_back"]  # queued once
+    found = await all_tasks(bot)  # all queued once, by the insert that won
+    assert [t.kind for t in found] == ["link_back", "notice.thread", "notice.update"]
+    assert found[1].payload == {"key": "alert:sentry:9", "view": "text",
+                                "text": f"GitLab issue {PROJECT}#1 opened: u1",
+                                "subject": "sentry:9"}
 
 
 async def test_without_a_notice_the_ticket_is_opened_quietly(
         make_bot: Any, gitlab: FakeGitLab, manual_clock: ManualClock) -> None:
     bot = await ticket_bot(make_bot, gitlab)
     quiet, unknown = alert("4716"), alert("4717")
-    await add_issue(bot, quiet)  # no notice_key yet (a storm summary, chat down...)
-    await add_issue(bot, unknown, notice_key="alert:never-posted")
+    await add_issue(bot, quiet)  # no notice_key (unrouted, or first seen resolved)
+    await add_issue(bot, unknown, notice_key="alert:never-posted")  # its post failed for good
     gitlab.state.fail(r"/issues$", 500, method="POST", times=2)
     for item in (quiet, unknown):
         await enqueue_ticket(bot, item.subject)
     work = runner(bot)
     assert await work.run_due() == 0
-    assert not any(t.said_in_thread for t in await all_tasks(bot))
+    tickets_said = {t.subject: t.said_in_thread for t in of_kind(await all_tasks(bot),
+                                                                   "ticket")}
+    assert tickets_said == {quiet.subject: False, unknown.subject: True}
     manual_clock.advance(15)
-    assert await work.run_due() == 2
+    assert await drain(work) == 2 + 3  # the tickets; "not yet", the link, the update: failed
     assert len(gitlab.state.issues) == 2
+    chat = of_kind(await all_tasks(bot), "notice.thread", "notice.update")
+    assert {t.subject for t in chat} == {"never-posted"}  # the notice's lane
+    assert all(t.state == "failed" and "alert:never-posted" in (t.last_error or "")
+               for t in chat)
 
 
 async def test_no_alert_row_gives_up(make_bot: Any, gitlab: FakeGitLab,
@@ -266,11 +301,3 @@ async def test_no_alert_row_gives_up(make_bot: Any, gitlab: FakeGitLab,
     [task] = await all_tasks(bot)
     assert task.state == "failed" and "no alert is known for sentry:999" in (
         task.last_error or "")
-
-
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)

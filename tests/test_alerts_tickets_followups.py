@@ -23,9 +23,11 @@ from test_alerts_tickets_support import (
     enqueue_ticket,
     manual_clock,
     mapping,
+    of_kind,
     runner,
     thread_texts,
     ticket_bot,
+    until,
     with_notice,
 )
 
@@ -130,7 +132,8 @@ async def test_a_regression_reopens_with_a_comment(make_bot: Any, gitlab: FakeGi
     await add_issue(bot, item)
     platform, _ = await with_notice(bot, item)
     await enqueue_ticket(bot, item.subject)
-    await runner(bot).run_due()
+    assert await runner(bot).run_due() == 1
+    assert await runner(bot).run_due() == 2  # the link in the thread, the notice's update
     [issue] = gitlab.state.issues
     issue.state = "closed"  # someone closed it: fixed
     manual_clock.advance(3600)
@@ -142,11 +145,15 @@ async def test_a_regression_reopens_with_a_comment(make_bot: Any, gitlab: FakeGi
     assert await runner(bot).run_due() == 1
     assert issue.state == "opened"
     assert issue.comments == ["Regressed in Sentry at 2025-03-01 13:00:00 UTC: reopened."]
-    assert [t.kind for t in await all_tasks(bot)] == ["ticket", "reopen"]  # once
+    found = await all_tasks(bot)
+    assert [t.kind for t in of_kind(found, "ticket", "reopen")] == ["ticket", "reopen"]  # once
+    assert await runner(bot).run_due() == 1  # "reopened" in the thread
+    assert await runner(bot).run_due() == 0
     row = await mapping(bot, item.subject)
     assert row is not None and row.state == "opened"
-    await _until(lambda: len(thread_texts(platform)) == 2)
-    assert thread_texts(platform)[1] == f"GitLab issue {PROJECT}#1 reopened: {row.web_url}"
+    await until(lambda: len(thread_texts(platform)) == 2)
+    assert thread_texts(platform) == [f"GitLab issue {PROJECT}#1 opened: {row.web_url}",
+                                      f"GitLab issue {PROJECT}#1 reopened: {row.web_url}"]
 
 
 async def test_nothing_to_reopen_or_note_without_a_ticket(make_bot: Any, gitlab: FakeGitLab,
@@ -237,12 +244,3 @@ async def test_no_link_back_when_off_or_without_the_api(
 def issue_web_url(gitlab: FakeGitLab) -> str:
     return f"{gitlab.url}/{PROJECT}/-/issues/1"
 
-
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    import asyncio
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)

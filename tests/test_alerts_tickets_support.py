@@ -1,11 +1,14 @@
 """Shared pieces of the GitLab ticket tests (no tests here): a bot with the alerts tables and
 the ``gitlab:`` section pointing at the fake GitLab, alerts_issues rows inserted directly (the
-pipeline normally writes them), a notice to thread into, and the task runner."""
+pipeline normally writes them), a notice to thread into, and the task runner (with the chat
+lane's handlers: what a ticket task says in the thread is a ``notice.*`` task that runs in a
+later pass)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,7 +114,41 @@ def thread_texts(platform: FakePlatform) -> list[str]:
 
 
 def runner(bot: Bot) -> TaskRunner:
-    return TaskRunner(bot, tickets.HANDLERS, give_up_after=timedelta(hours=48))
+    # The thread messages of tickets are chat-lane tasks (bot/alerts/noticetasks.py).
+    from bot.alerts import noticetasks
+
+    return TaskRunner(bot, {**tickets.HANDLERS, **noticetasks.HANDLERS},
+                      give_up_after=timedelta(hours=48))
+
+
+async def drain(work: TaskRunner, passes: int = 10) -> int:
+    """Passes until one finishes nothing (tasks queued by tasks run in the next pass); how
+    many finished in all."""
+    finished = 0
+    for _ in range(passes):
+        done = await work.run_due()
+        if done == 0:
+            return finished
+        finished += done
+    raise AssertionError(f"tasks still finishing after {passes} passes")
+
+
+def of_kind(found: list[Task], *kinds: str) -> list[Task]:
+    return [t for t in found if t.kind in kinds]
+
+
+async def the_ticket_task(bot: Bot) -> Task:
+    [task] = of_kind(await all_tasks(bot), "ticket")
+    return task
+
+
+async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait (for real: the notices deliverer runs on its own) until ``predicate()``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
 
 
 async def all_tasks(bot: Bot) -> list[Task]:

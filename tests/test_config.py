@@ -130,7 +130,8 @@ def test_check_config_cli(tmp_path: Path) -> None:
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     """The documented example must validate (with its secrets provided by the environment)."""
     for var in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET",
-                "MATTERMOST_TOKEN", "MATTERMOST_COMMAND_TOKEN", "SHIFTBOT_ACTION_SECRET"):
+                "MATTERMOST_TOKEN", "MATTERMOST_COMMAND_TOKEN", "SHIFTBOT_ACTION_SECRET",
+                "GITLAB_TOKEN", "SENTRY_CLIENT_SECRET", "SENTRY_TOKEN"):
         monkeypatch.setenv(var, f"{var.lower()}-value")
     config = load_config(REPO / "config/shiftbot.example.yaml")
     registry = Registry().load(config.bot.handlers)

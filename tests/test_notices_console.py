@@ -51,6 +51,18 @@ async def test_update_thread_and_mentions_on_the_console(make_bot) -> None:
                                            "[#alerts > 1] done"]
 
 
+async def test_a_thread_reply_mentions_only_its_own_names(make_bot) -> None:
+    console, out = await console_for(make_bot, "alice")
+    notices = console.bot.notices
+    await notices.post("alerts", Reply(text="error"), key="k", mention=["shifters"])
+    await notices.thread("k", Reply(text="regressed"), mention=["bob"])
+    await notices.thread("k", Reply(text="assigned"))
+    assert await notices.idle(5)
+    assert out.getvalue().splitlines() == ["[#alerts] @alice @bob error",
+                                           "[#alerts > 1] @bob regressed",
+                                           "[#alerts > 1] assigned"]
+
+
 async def test_click_runs_the_command_as_the_clicker(make_bot) -> None:
     console, out = await console_for(make_bot, "alice")
     await console.bot.notices.post("ops", Reply(text="job 1.0 held",

@@ -134,7 +134,10 @@ def enrich(alert: SentryAlert, issue: Any, event: Any) -> SentryAlert:
         if frames:
             changes["frames"] = frames
         if tags:
-            changes["tags"] = tags
+            # The delivery's own event wins (its htcondor.cluster_id is the job that failed
+            # this time); the latest event only adds the tags the delivery lacks.
+            own = {name for name, _ in alert.tags}
+            changes["tags"] = tuple(alert.tags) + tuple(t for t in tags if t[0] not in own)
         release = fields.release_of(event, tags)
         environment = fields.environment(event, tags)
         if release and not alert.release:

@@ -72,7 +72,7 @@ class Task:
 
     @property
     def lane(self) -> str:
-        return "chat" if self.kind.startswith("notice.") else "calls"
+        return lane_of(self.kind)
 
 
 Handler = Callable[["Bot", Task], Awaitable[None]]
@@ -104,6 +104,23 @@ def due(conn: Connection, now: datetime, limit: int = BATCH) -> list[Task]:
     rows = conn.execute(select(tasks).where(tasks.c.state == PENDING, tasks.c.next_at <= now)
                         .order_by(tasks.c.id).limit(limit))
     return [_task(row) for row in rows]
+
+
+def blocked_lanes(conn: Connection, before: datetime) -> dict[tuple[str, str], int]:
+    """(subject, lane) -> the id of its first pending task not due before ``before``: tasks
+    of that lane with a larger id wait for it."""
+    rows = conn.execute(select(tasks.c.subject, tasks.c.kind, func.min(tasks.c.id))
+                        .where(tasks.c.state == PENDING, tasks.c.next_at > before)
+                        .group_by(tasks.c.subject, tasks.c.kind))
+    first: dict[tuple[str, str], int] = {}
+    for subject, kind, task_id in rows:
+        lane = (subject, lane_of(kind))
+        first[lane] = min(task_id, first.get(lane, task_id))
+    return first
+
+
+def lane_of(kind: str) -> str:
+    return "chat" if kind.startswith("notice.") else "calls"
 
 
 def unfinished(conn: Connection, limit: int = 200) -> list[Task]:
@@ -156,15 +173,19 @@ class TaskRunner:
     async def run_due(self) -> int:
         """One pass over the due tasks; returns how many finished (done or failed)."""
         now = clock.utcnow()
+        # A lane is held by its first unfinished task: one waiting for a retry (not due) or
+        # one that fails in this pass; later tasks of the lane never overtake it.
+        waiting = await self.bot.database.run(blocked_lanes, now)
         held: set[tuple[str, str]] = set()
         finished = 0
         for task in await self.bot.database.run(due, now):
-            if (task.subject, task.lane) in held:
+            lane = (task.subject, task.lane)
+            if lane in held or waiting.get(lane, task.id) < task.id:
                 continue
             if await self._perform(task):
                 finished += 1
             else:
-                held.add((task.subject, task.lane))
+                held.add(lane)
         return finished
 
     async def _perform(self, task: Task) -> bool:

@@ -34,7 +34,6 @@ from bot.alerts.tasks import GiveUp, Handler, Retry, Task, enqueue
 from bot.db import as_utc
 from bot.integrations.gitlab import GITLAB, GitLabClient, GitLabConfig, GitLabError, GitLabIssue
 from bot.markup import user
-from bot.reply import Reply
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -136,9 +135,10 @@ def _issue_state(conn: Connection, subject: str) -> tuple[model.SentryAlert, str
 
 
 def _record(conn: Connection, subject: str, project: str, issue: GitLabIssue, web_url: str,
-            now: datetime, link_back: bool) -> tuple[TicketRow, bool]:
-    """Insert the mapping unless one exists; (the mapping, whether ours is it). The link back
-    to Sentry is queued in the same transaction."""
+            now: datetime, link_back: bool, verb: str) -> tuple[TicketRow, bool]:
+    """Insert the mapping unless one exists; (the mapping, whether ours is it). In the same
+    transaction: the link for the alert's thread and its notice (said exactly once, after
+    the alert's post: the chat lane), and the link back to Sentry."""
     try:
         with conn.begin_nested():
             conn.execute(insert(tickets).values(
@@ -149,7 +149,13 @@ def _record(conn: Connection, subject: str, project: str, issue: GitLabIssue, we
         return ticket_of(conn, subject), False  # type: ignore[return-value]
     if link_back:
         enqueue(conn, subject, "link_back", now=now, once_key=f"link_back:{subject}")
-    return ticket_of(conn, subject), True  # type: ignore[return-value]
+    row = ticket_of(conn, subject)
+    assert row is not None
+    from bot.alerts.decide import refresh_notice  # decide queues tickets: imported late
+
+    say_in(conn, subject, f"GitLab issue {row.ref} {verb}: {row.web_url}", now)
+    refresh_notice(conn, subject, now)
+    return row, True
 
 
 def _commented(conn: Connection, subject: str, task_id: int, counted: int, now: datetime,
@@ -199,15 +205,30 @@ def issue_url(settings: GitLabConfig, project: str, issue: GitLabIssue) -> str:
     return f"{base}/{project}/-/issues/{issue.iid}"
 
 
-async def say(bot: Bot, notice_key: str | None, text: str) -> bool:
-    """A reply in the alert's thread; False when the alert has no notice (yet)."""
-    if not notice_key:
+def say_in(conn: Connection, subject: str, text: str, now: datetime, *,
+           once_for: int | None = None) -> bool:
+    """Queue a reply in the alert's thread on the notice's chat lane (so it follows the post,
+    however late that is; a storm's lane when the alert is in its summary); False when the
+    alert has no notice. ``once_for``: a task id; said once for it, noted on it in this
+    transaction (a crash before its Retry is recorded does not say it twice)."""
+    from bot.alerts.decide import THREAD, enqueue_notice  # decide queues tickets: imported late
+
+    if once_for is not None and conn.execute(select(tasks.c.said_in_thread)
+                                             .where(tasks.c.id == once_for)).scalar():
         return False
-    try:
-        await bot.notices.thread(notice_key, Reply(text=text))
-    except KeyError:
+    key = conn.execute(select(issues.c.notice_key)
+                       .where(issues.c.subject == subject)).scalar_one_or_none()
+    if not key:
         return False
+    enqueue_notice(conn, THREAD, key, "text", now, subject=subject, text=text)
+    if once_for is not None:
+        conn.execute(update(tasks).where(tasks.c.id == once_for).values(said_in_thread=True))
     return True
+
+
+async def say(bot: Bot, subject: str, text: str, *, once_for: int | None = None) -> bool:
+    """:func:`say_in` in its own transaction."""
+    return await bot.database.run(say_in, subject, text, clock.utcnow(), once_for=once_for)
 
 
 def _retry_or_give_up(exc: GitLabError, what: str) -> Retry | GiveUp:
@@ -251,11 +272,8 @@ async def open_ticket(bot: Bot, task: Task) -> None:
     if known is None:
         raise GiveUp(f"no alert is known for {task.subject}: nothing to open an issue from")
     alert, notice_key = known
-    mapped = await bot.database.run(ticket_of, task.subject)
-    if mapped is not None:
-        if mapped.created_at >= task.created_at:  # recorded by this task, maybe not said
-            await say(bot, notice_key, f"GitLab issue {mapped.ref} opened: {mapped.web_url}")
-        return
+    if await bot.database.run(ticket_of, task.subject) is not None:
+        return  # recorded (and said, in that transaction) before
     try:
         issue, found = await _find_or_create(bot, client, gitlab, project, alert)
     except GitLabError as exc:
@@ -264,15 +282,14 @@ async def open_ticket(bot: Bot, task: Task) -> None:
     link_back = settings.link_back and sentry_api(bot) is not None
     url = issue_url(gitlab, project, issue)
     row, ours = await bot.database.run(_record, task.subject, project, issue, url,
-                                       clock.utcnow(), link_back)
+                                       clock.utcnow(), link_back,
+                                       "found" if found else "opened")
     if not ours:  # another worker recorded one first and says so in the thread
         if row.iid != issue.iid:
             await _close_duplicate(client, project, issue, row)
         return
     log.info("alerts: %s -> GitLab issue %s (%s)", task.subject, row.ref,
              "found by its marker" if found else "opened")
-    verb = "found" if found else "opened"
-    await say(bot, notice_key, f"GitLab issue {row.ref} {verb}: {row.web_url}")
 
 
 async def _find_or_create(bot: Bot, client: GitLabClient, gitlab: GitLabConfig, project: str,
@@ -294,10 +311,11 @@ async def _not_opened(bot: Bot, task: Task, exc: GitLabError,
                       notice_key: str | None) -> Retry | GiveUp:
     """Tell the thread (a transient failure: once) that the issue is not there yet."""
     if not exc.transient:
-        await say(bot, notice_key, f"GitLab issue could not be opened: {user(exc)}")
+        await say(bot, task.subject, f"GitLab issue could not be opened: {user(exc)}")
         return GiveUp(f"GitLab issue for {task.subject} not opened: {exc}")
     said = not task.said_in_thread and await say(
-        bot, notice_key, f"GitLab issue not opened yet: {user(exc)}; retrying")
+        bot, task.subject, f"GitLab issue not opened yet: {user(exc)}; retrying",
+        once_for=task.id)
     return Retry(f"GitLab issue for {task.subject} not opened yet: {exc}",
                  retry_after=exc.retry_after, said_in_thread=said)
 
@@ -351,7 +369,7 @@ async def reopen_ticket(bot: Bot, task: Task) -> None:
     except GitLabError as exc:
         raise _retry_or_give_up(exc, f"reopen {row.ref}") from None
     await bot.database.run(_change, task.subject, state="opened")
-    await say(bot, known[1] if known else None, f"GitLab issue {row.ref} reopened: "
+    await say(bot, task.subject, f"GitLab issue {row.ref} reopened: "
               f"{row.web_url}")
 
 

@@ -349,8 +349,10 @@ class Deliverer:
             if found is not None:
                 return found
         reply = replyjson.load(row.reply)
-        if row.kind != THREAD and attempt.mention:
-            persons = mentions.people(attempt.mention, self.bot.gate, self.bot.directory)
+        # A post (and its updates) mentions the notice's names; a thread reply its own.
+        names = replyjson.mention_of(row.reply) if row.kind == THREAD else attempt.mention
+        if names:
+            persons = mentions.people(names, self.bot.gate, self.bot.directory)
             reply = replace(reply, mentions=mentions.render(persons, platform))
         if row.kind == outbox.UPDATE:
             assert attempt.root_id is not None

@@ -98,9 +98,10 @@ class Notices:
         was queued for it before. KeyError for an unknown key."""
         await self._add_step(key, outbox.UPDATE, reply)
 
-    async def thread(self, key: str, reply: Reply) -> None:
-        """Reply in the notice's thread (in every channel). KeyError for an unknown key."""
-        await self._add_step(key, outbox.THREAD, reply)
+    async def thread(self, key: str, reply: Reply, *, mention: Sequence[str] = ()) -> None:
+        """Reply in the notice's thread (in every channel), mentioning ``mention`` (people,
+        groups, roles: checked like post()'s). KeyError for an unknown key."""
+        await self._add_step(key, outbox.THREAD, reply, mention)
 
     async def delivered(self, key: str, timeout: float) -> list[MessageRef]:
         """The notice's messages once none of its posts is pending any more (failed ones are
@@ -181,8 +182,11 @@ class Notices:
                     channels.append((name, channel))
         return channels
 
-    async def _add_step(self, key: str, kind: str, reply: Reply) -> None:
-        stored = replyjson.dump(await self.bot.actions.store(await self.bot.renderer.render(reply)))
+    async def _add_step(self, key: str, kind: str, reply: Reply,
+                        mention: Sequence[str] = ()) -> None:
+        names = mentions.check_names(mention, self.bot.gate) if mention else []
+        stored = replyjson.dump(await self.bot.actions.store(await self.bot.renderer.render(reply)),
+                                mention=names)
         for tries in range(3):
             try:
                 channels = await self.bot.database.run(outbox.add_step, key, kind, stored)

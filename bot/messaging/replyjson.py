@@ -14,8 +14,12 @@ from typing import Any
 from bot.reply import Action, Choice, Level, Reply, Table, Visibility
 
 
-def dump(reply: Reply) -> str:
+def dump(reply: Reply, *, mention: list[str] | None = None) -> str:
+    """``mention``: names a thread reply mentions (a notice's post mentions the notice's own
+    names; a reply in its thread mentions only what it was given, e.g. a regression)."""
     data: dict[str, Any] = {"text": reply.text, "level": reply.level.value}
+    if mention:
+        data["mention"] = list(mention)
     if reply.title:
         data["title"] = reply.title
     if reply.fields:
@@ -38,6 +42,12 @@ def load(text: str) -> Reply:
         actions=[a for a in map(_load_action, data.get("actions", [])) if a is not None],
         visibility=Visibility.CHANNEL,
     )
+
+
+def mention_of(text: str) -> list[str]:
+    """The names stored with :func:`dump`'s ``mention`` (none: [])."""
+    names = json.loads(text).get("mention") or []
+    return [str(name) for name in names]
 
 
 def _action(action: Action) -> dict[str, Any]:
