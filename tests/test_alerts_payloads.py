@@ -17,6 +17,7 @@ from bot.alerts.model import Resource, SentryAlert, dump, load
 from bot.alerts.payloads import (
     PayloadError,
     enrich,
+    key_of,
     parse_legacy,
     parse_polled,
     parse_stored,
@@ -246,8 +247,27 @@ def replaced(doc: Any, path: tuple[Any, ...], junk: Any) -> Any:
     return doc
 
 
+def key_outcome(resource: str, body: bytes) -> Any:
+    try:
+        alert = key_of(resource, body)
+    except PayloadError:
+        return "refused"
+    return None if alert is None else (alert.resource, alert.action, alert.dedupe_key,
+                                       alert.subject)
+
+
 def parse_any(resource: str, body: bytes) -> None:
-    """Only an alert, None or PayloadError may come out."""
+    """Only an alert, None or PayloadError may come out; and the ack's key_of agrees with the
+    full parse (the same row is stored as the processor will read it)."""
+    if resource != "poll":
+        try:
+            full = parse_legacy(body) if resource == "legacy" else parse_webhook(resource, body)
+        except PayloadError:
+            expected: Any = "refused"
+        else:
+            expected = None if full is None else (full.resource, full.action,
+                                                   full.dedupe_key, full.subject)
+        assert key_outcome(resource, body) == expected
     try:
         if resource == "legacy":
             alert = parse_legacy(body)

@@ -70,6 +70,48 @@ def parse_webhook(resource: str, body: bytes, *, web_url: str | None = None
     return dataclasses.replace(alert, installation_uuid=uuid) if uuid else alert
 
 
+def key_of(resource: str, body: bytes) -> SentryAlert | None:
+    """Only what the inbox row needs (resource, action, dedupe key, subject): the work of the
+    webhook's ack, a fraction of a full parse. The full parse runs when the row is processed
+    (``parse_stored``); both read these fields with the same rules, so they agree
+    (tests/test_alerts_payloads.py checks it on every sample and their fuzzed variants).
+    ``resource`` is the ``Sentry-Hook-Resource``, or ``legacy``; None and PayloadError as for
+    :func:`parse_webhook`."""
+    if resource == Resource.LEGACY:
+        payload = fields.load(body)
+        event = fields.obj(payload.get("event"))
+        event_id = fields.an_id(event.get("event_id") or event.get("id"), "event.event_id")
+        return SentryAlert(Resource.LEGACY, "triggered", f"event:{event_id}",
+                           issue_id=fields.maybe_id(payload.get("id")), event_id=event_id)
+    if resource not in ACTIONS:
+        _ignore(f"Sentry {fields.clip(resource, 40) or 'unnamed'} delivery")
+        return None
+    payload = fields.load(body)
+    action = payload.get("action")
+    if not isinstance(action, str) or action not in ACTIONS[resource]:
+        _ignore(f"Sentry {resource} delivery with action {fields.clip(action, 40)!r}")
+        return None
+    data = fields.obj(payload.get("data"), "data")
+    if resource == "issue":
+        issue = fields.obj(data.get("issue"), "data.issue")
+        issue_id = fields.an_id(issue.get("id"), "issue.id")
+        status = fields.text(issue.get("status"), 20)
+        key = f"issue:{issue_id}:{action}:{fields.raw_time(issue.get('lastSeen'))}:{status or ''}"
+        return SentryAlert(Resource.ISSUE, action, key, issue_id=issue_id)
+    if resource == "event_alert":
+        event = fields.obj(data.get("event"), "data.event")
+        event_id = fields.an_id(event.get("event_id") or event.get("id"),
+                                "data.event.event_id")
+        issue_id = (fields.maybe_id(event.get("issue_id"))
+                    or fields.issue_in(event.get("issue_url")))
+        return SentryAlert(Resource.EVENT_ALERT, action, f"event:{event_id}",
+                           issue_id=issue_id, event_id=event_id)
+    metric = fields.obj(data.get("metric_alert"), "data.metric_alert")
+    metric_id = fields.an_id(metric.get("id"), "data.metric_alert.id")
+    return SentryAlert(Resource.METRIC_ALERT, action, f"metric:{metric_id}:{action}",
+                       metric_id=metric_id)
+
+
 def parse_legacy(body: bytes, *, web_url: str | None = None) -> SentryAlert:
     """A post of the legacy WebHooks plugin (unsigned: its route checks the URL's secret)."""
     payload = fields.load(body)

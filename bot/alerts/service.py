@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,8 @@ RENEW_EVERY = 20.0  # seconds of work between two renewals of the lease
 BATCH = 100  # inbox rows fetched per query
 ENRICH_SECONDS = 3.0  # the Sentry API's answer for an event alert, at most
 IDLE_SECONDS = 5.0  # the loop looks again this often when nobody kicks it (retries due)
+QUIET_SECONDS = 0.05  # a pause in deliveries this long ends a burst: processing starts
+SETTLE_MAX_SECONDS = 1.0  # ... or this long after the first kick, whatever still arrives
 TASK_PASSES = 20  # task runner passes per drain at most
 MAX_ATTEMPTS = 30  # an inbox row still failing after this many tries is failed for good
 # Deliveries that lack counts (events) or the environment (a new issue's webhook).
@@ -71,6 +74,7 @@ class AlertsService:
         self._tickets = tickets
         self._runner: TaskRunner | None = None
         self._wake = asyncio.Event()
+        self._last_kick = 0.0  # time.monotonic() of the latest kick
         self._lock = asyncio.Lock()  # one drain at a time in this process
         self._holding = False
         self._closed = False
@@ -95,8 +99,21 @@ class AlertsService:
     # ------------------------------------------------------------------ lifecycle
 
     def kick(self) -> None:
-        """Look at the inbox and the tasks now."""
+        """Look at the inbox and the tasks now (after a burst of deliveries settles)."""
+        self._last_kick = time.monotonic()
         self._wake.set()
+
+    async def _settle(self) -> None:
+        """Acks first: while deliveries keep arriving (a storm, a re-firing rule) processing
+        waits until they pause for QUIET_SECONDS, at most SETTLE_MAX_SECONDS, so Sentry's
+        answers are not slowed by the work the deliveries cause (it is the same CPU)."""
+        began = time.monotonic()
+        while not self._closed:
+            now = time.monotonic()
+            quiet, waited = now - self._last_kick, now - began
+            if quiet >= QUIET_SECONDS or waited >= SETTLE_MAX_SECONDS:
+                return
+            await asyncio.sleep(min(QUIET_SECONDS - quiet, SETTLE_MAX_SECONDS - waited))
 
     def start(self) -> None:
         if self.background and not self._closed and (self._loop_task is None
@@ -122,6 +139,7 @@ class AlertsService:
                 log.exception("alerts: the drain failed; trying again shortly")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_SECONDS)
+            await self._settle()
 
     # ------------------------------------------------------------------ draining
 

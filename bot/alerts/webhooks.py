@@ -1,7 +1,8 @@
 """Receiving Sentry's webhooks: verify, parse, store in the inbox, answer 200.
 
 Sentry waits 1 s for the answer and internal integrations get no retries, so the only work
-before the 200 is one database write (``inbox.accept``, off the event loop); everything else
+before the 200 is the database write (``inbox.accept``, off the event loop, deliveries arriving
+together in one transaction: bot/alerts/writer.py); everything else
 happens later, from the inbox (``bot/alerts/service.py``). Answers:
 
 - 404 when ``sentry.client_secret`` (legacy: ``sentry.legacy_secret``) is not configured;
@@ -26,12 +27,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import clock
 from bot.alerts import inbox
 from bot.alerts.config import SENTRY, SentryConfig
 from bot.alerts.model import Resource, SentryAlert
-from bot.alerts.payloads import PayloadError, parse_legacy, parse_webhook
+from bot.alerts.payloads import PayloadError, key_of, parse_legacy, parse_webhook
 from bot.alerts.signature import verify
+from bot.alerts.writer import Delivery, InboxWriter
 from bot.db import DatabaseError
 from bot.http import Refused, read_body
 
@@ -62,9 +63,10 @@ async def receive_signed(bot: Bot, request: web.Request, *,
         raise Refused(401, f"{WHAT} with {'no' if missing else 'a bad'} signature",
                       body="invalid or missing signature", auth_source="sentry")
     resource = request.headers.get(RESOURCE_HEADER, "").strip()[:40]
-    web_url = settings.web_url
-    # Only the Integration Platform's resources here: a signed "legacy" is just unknown.
-    return await _store(bot, lambda: parse_webhook(resource, body, web_url=web_url), body,
+    if resource in (Resource.LEGACY, Resource.POLL):
+        resource = ""  # the Integration Platform's resources only: these are unknown here
+    # Only the inbox row's fields now (payloads.key_of); the full parse when it is processed.
+    return await _store(bot, lambda: key_of(resource, body), body,
                         _request_id(request), on_accept, what=resource)
 
 
@@ -82,8 +84,7 @@ async def receive_legacy(bot: Bot, request: web.Request, *,
         raise Refused(401, "legacy Sentry webhook with a wrong URL secret",
                       body="unknown webhook", auth_source="sentry")
     body = await read_body(request, what=WHAT)
-    web_url = settings.web_url
-    return await _store(bot, lambda: parse_legacy(body, web_url=web_url), body,
+    return await _store(bot, lambda: key_of(Resource.LEGACY, body), body,
                         _request_id(request), on_accept, what="legacy")
 
 
@@ -100,9 +101,10 @@ async def accept_body(bot: Bot, resource: str, body: bytes,
 
 
 async def _insert(bot: Bot, alert: SentryAlert, body: bytes, request_id: str | None) -> bool:
-    # The parser accepted the body: it is UTF-8.
-    return await bot.database.run(inbox.accept, alert, body.decode("utf-8"), request_id,
-                                  clock.utcnow())
+    # The parser accepted the body: it is UTF-8. Deliveries arriving together share one
+    # transaction (bot/alerts/writer.py); each is answered after its commit.
+    writer = bot.services.ensure(InboxWriter, lambda: InboxWriter(bot.database))
+    return await writer.store(Delivery(alert, body.decode("utf-8"), request_id))
 
 
 def parse_delivery(resource: str, body: bytes, *, web_url: str | None = None
@@ -142,6 +144,7 @@ def _settings(bot: Bot) -> SentryConfig:
 
 def _request_id(request: web.Request) -> str | None:
     """Sentry's ``Request-ID`` (new on every try): kept for tracing, printable and short."""
-    value = request.headers.get(REQUEST_ID_HEADER, "")
-    value = "".join(ch for ch in value[:inbox.REQUEST_ID_MAX] if ch.isprintable())
+    value = request.headers.get(REQUEST_ID_HEADER, "")[:inbox.REQUEST_ID_MAX]
+    if not value.isprintable():
+        value = "".join(ch for ch in value if ch.isprintable())
     return value or None
