@@ -1,0 +1,1 @@
+"""Meetings: series, reminders, report threads and their action items (docs/meetings.md)."""
