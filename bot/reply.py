@@ -122,6 +122,24 @@ class Table:
         return Table(self.columns, self.rows[:max_rows], self.omitted + len(self.rows) - max_rows)
 
 
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    """A file that goes with a reply (a digest's chart): each platform attaches it its own
+    way (Slack's external upload, Mattermost's ``POST /files``; the console prints the path).
+    Only the path travels (a stored notice keeps the path, never the bytes): the file must be
+    on this host's disk when the message is sent. ``alt`` is the screen-reader text."""
+
+    name: str  # the file name people see: shift-chart.png
+    path: str  # absolute path on the bot's host
+    mime: str = "application/octet-stream"
+    alt: str = ""
+
+    def read(self) -> bytes:
+        """The bytes (OSError when the file is gone: the message goes without it)."""
+        with open(self.path, "rb") as handle:
+            return handle.read()
+
+
 @dataclass(slots=True)
 class Reply:
     """A handler's answer.
@@ -142,6 +160,8 @@ class Reply:
     # Set by the notice deliverer only: how this platform names the people a notice mentions
     # (``Platform.mention``: ``<@U123>``, ``@alice``), put unescaped at the start of the text.
     mentions: list[str] = field(default_factory=list)
+    # Attachments (a digest's chart). A platform that cannot attach one sends the text alone.
+    files: list[FileRef] = field(default_factory=list)
 
     def with_visibility(self, visibility: Visibility) -> Reply:
         return replace(self, visibility=visibility)

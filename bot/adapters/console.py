@@ -65,6 +65,9 @@ def format_reply(reply: Reply) -> str:
     shown += [f"[{visible(plain(a.label))}: {a.url}]" for a in reply.actions if a.url]
     if shown:
         text += "\n-> " + "  ".join(shown)
+    # Attachments stay on disk: the console says where (open the PNG from there).
+    for attached in reply.files:
+        text += f"\n-> {attached.name}: {attached.path}"
     return text
 
 

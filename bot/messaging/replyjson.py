@@ -3,7 +3,8 @@
 What is stored is what every platform renders from: text (templates already rendered, user
 text still *marked*, so each platform escapes it its own way at send time), title, level,
 fields, table and buttons (command buttons already stored, so only their ids are here; link
-buttons with their URL, checked again when loaded).
+buttons with their URL, checked again when loaded) and attachments by path (never their
+bytes: the file stays on disk until the message is sent).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.reply import Action, Choice, Level, Reply, Table, Visibility
+from bot.reply import Action, Choice, FileRef, Level, Reply, Table, Visibility
 
 
 def dump(reply: Reply, *, mention: list[str] | None = None) -> str:
@@ -29,6 +30,9 @@ def dump(reply: Reply, *, mention: list[str] | None = None) -> str:
                          "omitted": reply.table.omitted}
     if reply.actions:
         data["actions"] = [_action(a) for a in reply.actions]
+    if reply.files:
+        data["files"] = [{"name": f.name, "path": f.path, "mime": f.mime, "alt": f.alt}
+                         for f in reply.files]
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -41,6 +45,9 @@ def load(text: str) -> Reply:
         table=Table(table["columns"], table["rows"], table.get("omitted", 0)) if table else None,
         actions=[a for a in map(_load_action, data.get("actions", [])) if a is not None],
         visibility=Visibility.CHANNEL,
+        files=[FileRef(str(f["name"]), str(f["path"]), str(f.get("mime") or
+                       "application/octet-stream"), str(f.get("alt") or ""))
+               for f in data.get("files", [])],
     )
 
 

@@ -567,6 +567,9 @@ class FakeMattermost:
         self._users: dict[str, User] = {}
         self._tokens: dict[str, User] = {}
         self._channels: dict[str, Channel] = {}
+        from fakes.mattermost_files import MattermostFiles  # POST /files, a post's file_ids
+
+        self.files = MattermostFiles(self)
         self._posts: dict[str, dict[str, Any]] = {}
         self._post_order: list[str] = []
         self._pending_post_ids: dict[str, tuple[str, float]] = {}  # pending id -> (post, time)
@@ -634,6 +637,7 @@ class FakeMattermost:
         r.add_put(f"{v4}/commands/{{command_id}}", self._update_command)
         r.add_delete(f"{v4}/commands/{{command_id}}", self._delete_command)
         r.add_post("/hooks/commands/{hook_id}", self._command_hook)
+        self.files.install(app)
         r.add_route("*", f"{v4}/{{tail:.*}}", self._not_found)
 
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0,
@@ -1404,6 +1408,7 @@ class FakeMattermost:
             user, channel, str(body.get("message") or ""), root_id=str(body.get("root_id") or ""),
             props=props, file_ids=list(body.get("file_ids") or []),
             pending_post_id=pending)
+        self.files.attach(post)
         if pending:
             self._pending_post_ids[pending] = (post["id"], self.now())
         return self._json(self._client_post(post), status=201)

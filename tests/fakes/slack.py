@@ -591,6 +591,9 @@ class FakeSlack:
             "users.info": self._api_users_info,
             "apps.connections.open": self._api_connections_open,
         }
+        from fakes.slack_files import SlackFiles  # the external file upload
+
+        self.files = SlackFiles(self)
 
     # ---------------------------------------------------------------- lifecycle / addresses
 
@@ -607,6 +610,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{id}", self._handle_response_url)
         app.router.add_get("/socket/{ticket}", self._handle_socket)
+        self.files.install(app)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -125,6 +125,7 @@ class Outgoing:
     hook_reserve: int = 0
     pending_post_id: str = ""  # set on first attempt: retries are idempotent server-side
     once: bool = False  # hand RateLimited / TransientError back instead of retrying
+    file_ids: list[str] | None = None  # uploaded files the post carries (a digest's chart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +224,8 @@ class Outbox:
             item.pending_post_id = self.rest.pending_id()
         return await self.rest.create_post(where.channel_id, item.message, root_id=where.root_id,
                                            props=item.props,
-                                           pending_post_id=item.pending_post_id)
+                                           pending_post_id=item.pending_post_id,
+                                           file_ids=item.file_ids)
 
 
 def _log_failure(future: Any) -> None:

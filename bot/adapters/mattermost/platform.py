@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.adapters.aliases import AliasTable
+from bot.adapters.mattermost import files
 from bot.adapters.mattermost.compose import Composer
 from bot.adapters.mattermost.outbound import Outbox, Outgoing, Where
 from bot.adapters.mattermost.rest import MattermostRest, describe, status_of
@@ -74,7 +75,8 @@ class MattermostPlatform:
         if tag:
             props[NOTICE_TAG] = tag
         item = Outgoing("post", Where(channel_id, self.rest.user_id, root_id=thread_id or ""),
-                        message, props=props or None)
+                        message, props=props or None,
+                        file_ids=await self._upload(channel_id, reply) or None)
         try:
             created = await self._send(item)
         except DeliveryError:
@@ -88,6 +90,18 @@ class MattermostPlatform:
         await self.bot.remember_request_message(reply, self.name, ref.channel_id,
                                                 ref.message_id)
         return ref
+
+    async def _upload(self, channel_id: str, reply: Reply) -> list[str]:
+        """The reply's files uploaded for the post (bot/adapters/mattermost/files.py); none
+        when the upload fails: the text goes alone, logged once."""
+        if not reply.files:
+            return []
+        try:
+            return await files.upload(self.rest, channel_id, reply.files)
+        except files.UploadFailed as exc:
+            log.warning("mattermost: posting %s without its attachment (%s)",
+                        reply.title or "a message", exc)
+            return []
 
     async def update(self, ref: MessageRef, reply: Reply) -> None:
         reply = await self._prepare(reply)

@@ -228,16 +228,29 @@ class MattermostRest:
 
     async def create_post(self, channel_id: str, message: str, *, root_id: str = "",
                           props: dict[str, Any] | None = None,
-                          pending_post_id: str | None = None) -> dict[str, Any]:
+                          pending_post_id: str | None = None,
+                          file_ids: list[str] | None = None) -> dict[str, Any]:
         """``POST posts``. ``pending_post_id`` makes a retried POST idempotent on the server
-        (it deduplicates by that id for 30 s), so a timeout retry cannot post twice."""
+        (it deduplicates by that id for 30 s), so a timeout retry cannot post twice.
+        ``file_ids``: files uploaded to the channel (``upload_file``), attached to the post."""
         body: dict[str, Any] = {"channel_id": channel_id, "message": message,
                                 "pending_post_id": pending_post_id or self.pending_id()}
         if root_id:
             body["root_id"] = root_id
         if props:
             body["props"] = props
+        if file_ids:
+            body["file_ids"] = list(file_ids)
         return await self.request("post", "post", "/api/v4/posts", options=body)
+
+    async def upload_file(self, channel_id: str, name: str, data: bytes,
+                          mime: str) -> dict[str, Any]:
+        """``POST files`` (multipart: ``channel_id`` and the file as ``files``): the server's
+        ``FileUploadResponse`` (``file_infos[].id`` go into a post's ``file_ids``)."""
+        response = await self.call("file upload", lambda: self.driver.client.make_request(
+            "post", "/api/v4/files", data={"channel_id": channel_id},
+            files={"files": (name, data, mime)}))
+        return json_body(response, "file upload")
 
     async def create_ephemeral(self, user_id: str, channel_id: str, message: str, *,
                                root_id: str = "",

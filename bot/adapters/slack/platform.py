@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.adapters.slack import blocks
+from bot.adapters.slack import blocks, files
 from bot.adapters.slack.channels import ChannelDirectory
 from bot.adapters.slack.outbound import Outbox, Post
 from bot.messaging.port import NOTICE_TAG, DeliveryError, MessageRef, TransientError
@@ -71,7 +71,19 @@ class SlackPlatform:
                          str(answer.get("ts") or ""), thread_id)
         await self.bot.remember_request_message(reply, self.name, ref.channel_id,
                                                 ref.message_id)
+        if reply.files:
+            await self._share(ref, reply)
         return ref
+
+    async def _share(self, ref: MessageRef, reply: Reply) -> None:
+        """The reply's files, in the message's thread (bot/adapters/slack/files.py). A
+        failure leaves the text alone: logged once, never retried (the post is done)."""
+        try:
+            await files.share(self.outbox, ref.channel_id, ref.thread_id or ref.message_id,
+                              reply.files)
+        except files.UploadFailed as exc:
+            log.warning("slack: sent %s without its attachment (%s)", reply.title or "a message",
+                        exc)
 
     async def update(self, ref: MessageRef, reply: Reply) -> None:
         reply = await self._prepare(reply)
