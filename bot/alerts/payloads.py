@@ -51,14 +51,10 @@ def parse_webhook(resource: str, body: bytes, *, web_url: str | None = None
     """An Integration Platform delivery (``Sentry-Hook-Resource`` and the raw body); None for
     what is acknowledged and ignored (other resources, unknown actions). ``web_url``
     (``sentry.web_url``) builds the issue link when the payload has none."""
-    if resource not in ACTIONS:
-        _ignore(f"Sentry {fields.clip(resource, 40) or 'unnamed'} delivery")
+    accepted = _accepted(resource, body)
+    if accepted is None:
         return None
-    payload = fields.load(body)
-    action = payload.get("action")
-    if not isinstance(action, str) or action not in ACTIONS[resource]:
-        _ignore(f"Sentry {resource} delivery with action {fields.clip(action, 40)!r}")
-        return None
+    payload, action = accepted
     data = fields.obj(payload.get("data"), "data")
     uuid = fields.text(fields.obj(payload.get("installation")).get("uuid"), SHORT)
     if resource == "issue":
@@ -83,14 +79,10 @@ def key_of(resource: str, body: bytes) -> SentryAlert | None:
         event_id = fields.an_id(event.get("event_id") or event.get("id"), "event.event_id")
         return SentryAlert(Resource.LEGACY, "triggered", f"event:{event_id}",
                            issue_id=fields.maybe_id(payload.get("id")), event_id=event_id)
-    if resource not in ACTIONS:
-        _ignore(f"Sentry {fields.clip(resource, 40) or 'unnamed'} delivery")
+    accepted = _accepted(resource, body)
+    if accepted is None:
         return None
-    payload = fields.load(body)
-    action = payload.get("action")
-    if not isinstance(action, str) or action not in ACTIONS[resource]:
-        _ignore(f"Sentry {resource} delivery with action {fields.clip(action, 40)!r}")
-        return None
+    payload, action = accepted
     data = fields.obj(payload.get("data"), "data")
     if resource == "issue":
         issue = fields.obj(data.get("issue"), "data.issue")
@@ -110,6 +102,20 @@ def key_of(resource: str, body: bytes) -> SentryAlert | None:
     metric_id = fields.an_id(metric.get("id"), "data.metric_alert.id")
     return SentryAlert(Resource.METRIC_ALERT, action, f"metric:{metric_id}:{action}",
                        metric_id=metric_id)
+
+
+def _accepted(resource: str, body: bytes) -> tuple[dict[str, Any], str] | None:
+    """(payload, action) of a resource and action we handle; None (one line logged) for the
+    rest; PayloadError for a body that is not a JSON object."""
+    if resource not in ACTIONS:
+        _ignore(f"Sentry {fields.clip(resource, 40) or 'unnamed'} delivery")
+        return None
+    payload = fields.load(body)
+    action = payload.get("action")
+    if not isinstance(action, str) or action not in ACTIONS[resource]:
+        _ignore(f"Sentry {resource} delivery with action {fields.clip(action, 40)!r}")
+        return None
+    return payload, action
 
 
 def parse_legacy(body: bytes, *, web_url: str | None = None) -> SentryAlert:
