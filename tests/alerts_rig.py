@@ -3,8 +3,8 @@ a manual clock, deliveries stored through the webhook's accept path, and a recor
 in for the GitLab tickets module (bot/alerts/tickets.py has its own tests), so what the
 decision asks of tickets is visible.
 
-The console prints what chat would show: ``[#ops] text`` for a post, ``[#ops 3 updated] text``
-for an update of message 3, ``[#ops > 3] text`` for a reply in its thread.
+The console prints what chat would show: ``[#ops 3] text`` for a post (message 3),
+``[#ops 3 updated] text`` for an update of it, ``[#ops > 3] text`` for a reply in its thread.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ ALERTS_CONFIG: dict[str, Any] = {
     },
 }
 
-POST = re.compile(r"^\[#(?P<channel>[\w-]+)\] (?P<text>.*)$")
+POST = re.compile(r"^\[#(?P<channel>[\w-]+) (?P<id>\d+)\] (?P<text>.*)$")
 UPDATE = re.compile(r"^\[#(?P<channel>[\w-]+) (?P<id>\S+) updated\] (?P<text>.*)$")
 THREAD = re.compile(r"^\[#(?P<channel>[\w-]+) > (?P<id>\S+)\] (?P<text>.*)$")
 

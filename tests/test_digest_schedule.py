@@ -29,6 +29,8 @@ SCHEDULED: dict[str, Any] = {
 }
 HANDOVER = datetime(2026, 3, 30, 7, 0, tzinfo=UTC)  # Monday 09:00 CEST: dave -> alice
 PREVIOUS_HANDOVER = datetime(2026, 3, 23, 8, 0, tzinfo=UTC)  # Monday 09:00 CET: bob -> dave
+# Any console message to #ops (a post ``[#ops 3]``, an update, a thread reply): "posts nothing".
+POSTED = re.compile(r"^\[#ops\b", re.M)
 
 
 async def _scheduled(make_bot: Any, digests: dict[str, Any], shifts: bool = True) -> Any:
@@ -48,7 +50,7 @@ async def _at(rig: Any, clock: ManualClock, when: datetime) -> dict[str, str]:
 
 
 def _digests(rig: Any) -> list[str]:
-    return re.findall(r"^\[#ops\] (.*digest.*)$", rig.out.getvalue(), flags=re.M)
+    return re.findall(r"^\[#ops \d+\] (.*digest.*)$", rig.out.getvalue(), flags=re.M)
 
 
 async def test_a_digest_at_each_handover(make_bot: Any, clock: ManualClock) -> None:
@@ -150,12 +152,13 @@ async def test_preview_posts_nothing_and_now_posts_once(make_bot: Any,
     rig = await digest_rig(make_bot)
     await seed(rig.bot)
     text = await rig.run("digest preview")
-    assert "Shift digest (preview)" in text and "[#ops]" not in text
+    assert "Shift digest (preview)" in text and not POSTED.search(text)
     assert await rig.bot.database.run(store.previous_end, T0 + timedelta(days=1)) == \
         T0 - timedelta(days=1)  # nothing recorded by the preview
     text = await rig.run("digest now")
     assert "The shift digest is posted to #ops." in text
-    assert "[#ops] [WARNING] Shift digest" in text and "Alerts: 3 deliveries" in text
+    assert re.search(r"^\[#ops \d+\] \[WARNING\] Shift digest", text, re.M)
+    assert "Alerts: 3 deliveries" in text
     # The next one covers the time since `digest now`.
     clock.now = T0 + timedelta(hours=2)
     text = await rig.run("digest now")
@@ -169,8 +172,8 @@ async def test_commands_are_permissioned_and_audited(make_bot: Any,
                                                  {"role": "shifter", "groups": ["shifters"]}]})
     assert "Shift digest (preview)" in await rig.run("digest preview", "dave")
     denied = await rig.run("digest now", "dave")
-    assert "[#ops]" not in denied and "Not allowed" in denied
-    assert "[#ops] Shift digest" in await rig.run("digest now", "alice")
+    assert not POSTED.search(denied) and "Not allowed" in denied
+    assert re.search(r"^\[#ops \d+\] Shift digest", await rig.run("digest now", "alice"), re.M)
     await rig.bot.audit.flush()
     from bot import db
 

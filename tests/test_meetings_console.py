@@ -28,8 +28,8 @@ async def test_demo_meeting_on_the_console(make_bot, clock) -> None:
     await at(bot, clock, T0 + timedelta(seconds=31))
     await at(bot, clock, T0 + timedelta(minutes=2, seconds=1))
     assert out.getvalue().splitlines()[:3] == [
-        "[#ops] Demo meeting in 30 seconds",  # on-shift: nobody holds it now, left out
-        "2026-03-30 15:41 CEST, 1 minute.", "[#ops] Meeting report: Demo meeting"]
+        "[#ops 1] Demo meeting in 30 seconds",  # on-shift: nobody holds it now, left out
+        "2026-03-30 15:41 CEST, 1 minute.", "[#ops 2] Meeting report: Demo meeting"]
     for text in ("#topic Disks", "#action @bob order disks", "looks fine", "report close"):
         assert await console.thread_line(f"/reply 2 {text}")
         assert await bot.notices.idle(5)

@@ -36,13 +36,13 @@ async def test_heads_up_then_handover_then_escalation_in_its_thread(make_bot: An
     assert rig.out.getvalue() == ""
     assert await rig.at(HEADS_UP - SECOND) == ""
     heads_up = await rig.at(HEADS_UP + 10 * SECOND)
-    assert heads_up.startswith("[#ops] Shift heads-up: alice\n@alice Heads-up: ")
+    assert heads_up.startswith("[#ops 1] Shift heads-up: alice\n@alice Heads-up: ")
     assert "alice's shift starts Mon 2026-03-30 09:00 CEST (in 2 days)" in heads_up
     assert "until Mon 2026-04-06 09:00 CEST" in heads_up and "dave hands over" in heads_up
 
     assert await rig.at(HANDOVER - SECOND) == ""
     handover = await rig.at(HANDOVER + 5 * SECOND)
-    assert handover.startswith("[#ops] Shift handover to alice\n@alice Shift handover: ")
+    assert handover.startswith("[#ops 2] Shift handover to alice\n@alice Shift handover: ")
     assert "dave → alice, from Mon 2026-03-30 09:00 CEST" in handover
     assert "escalates in 30m" in handover
     rig.button("Acknowledge", handover)
@@ -137,7 +137,8 @@ async def test_the_on_shift_role_follows_the_rota(make_bot: Any, clock: Any) -> 
     await rig.bot.notices.post("ops", Reply("who now?"), key="t2", mention=["on-shift"])
     assert await rig.bot.notices.idle(5)
     lines = rig.out.getvalue().splitlines()
-    assert "[#ops] @dave who is on?" in lines and "[#ops] @alice who now?" in lines
+    # Message 2 is the handover's own post, between the two.
+    assert "[#ops 1] @dave who is on?" in lines and "[#ops 3] @alice who now?" in lines
     # an override moves the role at once
     await rig.run("shift override erin now 2026-03-31", "carol")
     assert rig.allowed("erin", "sample.slow") and not rig.allowed("alice", "sample.slow")

@@ -134,7 +134,7 @@ async def test_changes_count_after_k_results_and_are_posted_once(make_bot, clock
     assert await step(rig, clock, Level.OK) == ""  # a blip: forgotten
     assert await step(rig, clock, Level.CRITICAL) == ""
     alert = await step(rig, clock, Level.CRITICAL)  # 2 of 2: the change counts
-    assert alert.startswith("[#ops] [ERROR] disk CRITICAL\n@alice @bob DISK CRITICAL - scripted")
+    assert alert.startswith("[#ops 1] [ERROR] disk CRITICAL\n@alice @bob DISK CRITICAL - scripted")
     assert "CRITICAL since" in alert and "Runbook: https://wiki.example/disk" in alert
     assert set(buttons(alert)) == {"Details", "Ack"}
     for _ in range(3):  # posted once, not again while it stays CRITICAL
@@ -177,7 +177,7 @@ async def test_ack_stops_reminders_until_the_level_changes(make_bot, clock) -> N
     assert await step(rig, clock, Level.CRITICAL, 600) == ""  # 20 min
     reminder = await step(rig, clock, Level.CRITICAL, 600)  # 30 min: repeated
     assert "[#ops 1 updated]" in reminder and "see the newer message" in reminder
-    assert "[#ops] [ERROR] disk CRITICAL\n@alice @bob DISK CRITICAL" in reminder
+    assert "[#ops 2] [ERROR] disk CRITICAL\n@alice @bob DISK CRITICAL" in reminder
     assert "reminder 1" in reminder
     acked = await rig.run("status ack disk cleaning up /var", person="bob")
     assert "bob acknowledged disk (CRITICAL): cleaning up /var" in acked
@@ -186,7 +186,7 @@ async def test_ack_stops_reminders_until_the_level_changes(make_bot, clock) -> N
         assert await step(rig, clock, Level.CRITICAL, 600) == ""
     # the level changes: the acknowledgement ends, the new level is posted and repeated
     warning = await step(rig, clock, Level.WARNING, 600)
-    assert "[#ops] [WARNING] disk WARNING\n@alice @bob DISK WARNING" in warning
+    assert "[#ops 3] [WARNING] disk WARNING\n@alice @bob DISK WARNING" in warning
     await step(rig, clock, Level.WARNING, 600)
     await step(rig, clock, Level.WARNING, 600)
     assert "reminder 1" in await step(rig, clock, Level.WARNING, 600)
@@ -205,7 +205,7 @@ async def test_silence_mutes_notices_shows_in_status_and_expires(make_bot, clock
     for _ in range(58):  # 12:03 .. 13:00
         assert await step(rig, clock, Level.CRITICAL) == ""
     alert = await step(rig, clock, Level.CRITICAL)  # 13:01: the silence is over
-    assert alert.startswith("[#ops] [ERROR] disk CRITICAL\n@alice @bob DISK CRITICAL")
+    assert alert.startswith("[#ops 1] [ERROR] disk CRITICAL\n@alice @bob DISK CRITICAL")
     assert "silenced" not in await rig.run("status")
 
 
@@ -216,7 +216,7 @@ async def test_unsilence_posts_what_was_muted_at_once(make_bot, clock) -> None:
     assert await step(rig, clock, Level.WARNING) == ""
     out = await rig.run("status unsilence disk")
     assert "alice lifted the silence of disk" in out
-    assert "[#ops] [WARNING] disk WARNING\n@alice @bob DISK WARNING" in out
+    assert "[#ops 1] [WARNING] disk WARNING\n@alice @bob DISK WARNING" in out
     assert "disk is not silenced" in await rig.run("status unsilence disk")
 
 

@@ -114,7 +114,7 @@ async def test_console_reply_in_a_simulated_thread(make_bot) -> None:
     assert await console.thread_line("/reply 1 #topic disks")
     assert await console.thread_line("/reply 7 anyone?") is False
     lines = out.getvalue().splitlines()
-    assert lines == ["[#ops] meeting report", "[#ops > 1] noted from alice: #topic disks",
+    assert lines == ["[#ops 1] meeting report", "[#ops > 1] noted from alice: #topic disks",
                      "No message 7 in this console session."]
 
 

@@ -5,7 +5,7 @@ Lines are commands (``condor q``); lines starting with ``/`` steer the console i
 prompt; an approval request prints its id for another person (``/as carol``, ``approve ID``).
 
 The console is also a platform (:class:`ConsolePlatform`): notices to a configured channel
-print as they are delivered (``[#ops] hello``). A button that runs a command shows as
+print as they are delivered (``[#ops 1] hello``). A button that runs a command shows as
 ``[Label: click a1b2...]``; typing ``click a1b2...`` (or ``/click ...``) presses it, as the
 console's current person, exactly as a click in Slack or Mattermost would. A link button shows
 as ``[Runbook: https://...]``. ``/reply 12 text``
@@ -81,7 +81,7 @@ def click_id(line: str) -> str | None:
 
 class ConsolePlatform:
     """The console as a platform (``bot.messaging.port.Platform``): notices are printed as
-    they are delivered, ``[#ops] text``; thread replies ``[#ops > 12] text`` (12: the
+    they are delivered, ``[#ops 12] text``; thread replies ``[#ops > 12] text`` (12: the
     message they answer), updates ``[#ops 12 updated] text``. Channels are the aliases of
     ``channels:``; people are named ``@key``."""
 
@@ -103,7 +103,9 @@ class ConsolePlatform:
         ref = MessageRef(self.name, channel_id, str(next(self._numbers)), thread_id)
         if thread_id is None:
             self.channel_of[ref.message_id] = channel_id
-        where = f"#{channel_id} > {thread_id}" if thread_id else f"#{channel_id}"
+        # The number is what `/reply N` and the `[#ops N updated]` lines refer to.
+        where = (f"#{channel_id} > {thread_id}" if thread_id
+                 else f"#{channel_id} {ref.message_id}")
         self.write(f"[{where}] {format_reply(reply)}")
         if tag:
             self._tagged[(channel_id, thread_id, tag)] = ref
