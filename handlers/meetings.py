@@ -3,8 +3,9 @@
 Series (weekly rules in an IANA zone, iCal/Indico feeds) plug into the scheduler as the
 ``meetings`` source (``bot/meetings/source.py``): reminders before each meeting, a report thread
 when it ends, an auto-close later. Replies in a report thread are recorded by the hook below
-(``#topic``, ``#info``, ``#decision``, ``#action @person``, ``#undo``, ``#done N``, ``report
-close``); the ``report`` commands close, show, tick off and file the action items as tickets.
+(``#topic``, ``#info``, ``#decision``, ``#action @person``, ``#undo``, ``#done N``, ``#edit N``,
+``report close``); the ``report`` commands close, show, edit, tick off and file the action items
+as tickets.
 A command typed in the thread does not know the thread (commands carry no thread context), so
 the commands take the series and the meeting's date; a plain ``report close`` typed in the
 thread is a marker the hook handles.
@@ -32,7 +33,9 @@ from bot.schedule.service import service_of
 FAMILY = Family("report", "Meeting reports: close, show, action items, tickets", order=19)
 CONFIG = ConfigSection("meetings", MeetingsConfig)
 MIGRATIONS = Migrations("meetings", [(1, "meeting reports, items, tickets, feeds",
-                                      store.create_tables)])
+                                      store.create_tables),
+                                     (2, "who edited a report item, and its text before",
+                                      store.add_edit_columns)])
 DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
 MEETING_ARGS = [Arg("meeting", help="the meeting series (meetings.series[].name)"),
                 Arg("date", required=False, pattern=DATE_PATTERN,
@@ -175,6 +178,25 @@ async def done(ctx: Context) -> Reply:
         raise CommandError(f"no action item #{ctx.args['item']} (report show MEETING lists them)")
     return Reply(text=f"Action item #{item.id} is done: {user(item.text)}", level=Level.OK,
                  visibility=Visibility.CHANNEL)
+
+
+@command("report edit", summary="Replace a report item's text (an action item's owner too)",
+         permission="report.edit",
+         args=[Arg("item", kind="int", min_value=1, help="the item's number (#12)"),
+               Arg("text", kind="text", many=True, max_length=2000,
+                   help="the new text; an action item: [@person] [TEXT]")],
+         help="Allowed for the item's author and for holders of report.close. In the report "
+              "thread, reply #edit N TEXT instead.",
+         examples=["report edit 12 order 40 disks", "report edit 12 @carol order 40 disks"])
+async def edit(ctx: Context) -> Reply:
+    try:
+        answer = await reports.edit(ctx.bot, ctx.caller, ctx.args["item"],
+                                    " ".join(ctx.args["text"]))
+    except reports.EditRefused as exc:
+        if exc.denied:
+            return Reply.denied(str(exc))
+        raise CommandError(str(exc)) from None
+    return Reply(text=answer, level=Level.OK, visibility=Visibility.CHANNEL)
 
 
 @command("report ticket", summary="Open one tracker issue per open action item (once each)",

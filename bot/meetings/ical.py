@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -58,22 +58,50 @@ def _utc(value: datetime, zone: str) -> datetime:
     return to_utc(value, zone) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Parsing and expanding a feed costs milliseconds; the planner asks for every feed on every
+# pass with a window that moves by minutes. So a feed's meetings are expanded once per body
+# and week-aligned window (a new body, or the next week, expands again) and filtered here;
+# the parsed calendar is kept per body too.
+_EXPANDED: dict[tuple[str, str, date, date], tuple[Meeting, ...]] = {}
+_PARSED: dict[str, icalendar.Calendar] = {}
+_CACHED_MAX = 256
+
+
 def expand(body: str, spec: SeriesSpec, start: datetime, end: datetime) -> list[Meeting]:
     """The feed's meetings starting in [start, end) (see the module's docstring)."""
+    # Events that started a day before the window may still have their start inside it in
+    # another zone's reading; the instant check below is exact.
+    first = (start - timedelta(days=1)).date()
+    first -= timedelta(days=first.weekday())  # the Monday before
+    last = (end + timedelta(days=2)).date()
+    last += timedelta(days=7 - last.weekday())  # the Monday after
+    key = (spec.model_dump_json(), body, first, last)
+    meetings = _EXPANDED.get(key)
+    if meetings is None:
+        meetings = _expand(body, spec, datetime.combine(first, time(), UTC),
+                           datetime.combine(last, time(), UTC))
+        if len(_EXPANDED) >= _CACHED_MAX:
+            _EXPANDED.clear()
+        _EXPANDED[key] = meetings
+    return [m for m in meetings if start <= m.start < end]
+
+
+def _expand(body: str, spec: SeriesSpec, start: datetime, end: datetime) -> tuple[Meeting, ...]:
     feed = spec.ical
     assert feed is not None
-    calendar = icalendar.Calendar.from_ical(body)
+    calendar = _PARSED.get(body)
+    if calendar is None:
+        if len(_PARSED) >= _CACHED_MAX:
+            _PARSED.clear()
+        calendar = _PARSED[body] = icalendar.Calendar.from_ical(body)
     length = timedelta(minutes=feed.duration_minutes)
     wanted = re.compile(feed.title_filter) if feed.title_filter else None
     meetings = []
-    # Events that started a day before the window may still have their start inside it in
-    # another zone's reading; the instant check below is exact.
-    for event in recurring_ical_events.of(calendar).between(start - timedelta(days=1),
-                                                            end + timedelta(days=1)):
+    for event in recurring_ical_events.of(calendar).between(start, end):
         meeting = _meeting(event, spec, length, wanted)
-        if meeting is not None and start <= meeting.start < end:
+        if meeting is not None:
             meetings.append(meeting)
-    return sorted(meetings, key=lambda m: (m.start, m.suffix))
+    return tuple(sorted(meetings, key=lambda m: (m.start, m.suffix)))
 
 
 def _meeting(event: icalendar.cal.Component, spec: SeriesSpec, length: timedelta,

@@ -3,9 +3,10 @@
 ``#topic TEXT``, ``#info TEXT``, ``#idea TEXT``, ``#link TEXT``, ``#decision TEXT`` (also
 ``#agreed``/``#agree``), ``#action @person TEXT`` (MeetBot's ``#action NICK TEXT`` too, when
 NICK is a configured person), ``#undo`` (the author's last item goes), ``#done N`` (action item N
-is done), ``#endmeeting`` or a plain ``report close`` (close and render the report). Anything
-else is discussion. Markers are case-insensitive; a marker without its text is an error the
-thread is told about.
+is done), ``#edit N TEXT`` (item N says TEXT now; ``#edit N @person [TEXT]`` also gives an
+action item to another person), ``#endmeeting`` or a plain ``report close`` (close and
+render the report). Anything else is discussion. Markers are case-insensitive; a marker
+without its text is an error the thread is told about.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ _OWNER = re.compile(r"^(<@[A-Z0-9]+(?:\|[^>]*)?>|@[A-Za-z0-9._-]+)[:,]?\s*(.*)$"
 
 @dataclass(frozen=True, slots=True)
 class Marker:
-    kind: str  # an ITEM_KINDS value, "undo", "done", "close", "discussion" or "error"
+    kind: str  # an ITEM_KINDS value, "undo", "done", "edit", "close", "discussion" or "error"
     text: str = ""
     owner: str | None = None  # an action's raw owner token (@bob, <@U123>, bob)
-    item_id: int | None = None  # done N
+    item_id: int | None = None  # done N, edit N
     word: str = ""  # the marker as typed (for messages)
 
 
@@ -57,19 +58,40 @@ def parse(line: str, known_people: frozenset[str] = frozenset()) -> Marker:
         if number is None:
             return Marker("error", "#done needs the action item's number: #done 12", word=word)
         return Marker("done", number.group(2), item_id=int(number.group(1)), word=word)
+    if word == "edit":
+        return _edit(rest)
     if word in ("endmeeting", "close"):
         return Marker("close", word=word)
     return Marker("discussion", text)
 
 
-def _action(rest: str, known_people: frozenset[str], word: str) -> Marker:
+def split_owner(rest: str, known_people: frozenset[str] = frozenset()
+                ) -> tuple[str | None, str]:
+    """``@bob TEXT`` / ``<@U123> TEXT`` (or ``bob TEXT`` when bob is in ``known_people``) as
+    (owner token, TEXT); (None, rest) when it does not start with a person."""
     owner_match = _OWNER.match(rest)
     if owner_match is not None:
-        owner, what = owner_match.group(1), owner_match.group(2).strip()
-    else:
-        first, _, tail = rest.partition(" ")
-        bare = first.rstrip(":,")
-        owner, what = (bare, tail.strip()) if bare in known_people else (None, rest)
+        return owner_match.group(1), owner_match.group(2).strip()
+    first, _, tail = rest.partition(" ")
+    bare = first.rstrip(":,")
+    return (bare, tail.strip()) if bare in known_people else (None, rest)
+
+
+def _edit(rest: str) -> Marker:
+    """``#edit N TEXT``: ``text`` is everything after N as typed; whether a leading ``@person``
+    names a new owner depends on the item's kind, which only the store knows
+    (``split_owner``). A bare name is text here: ``#edit 6 alice will call`` keeps the owner."""
+    number = _ITEM_NUMBER.match(rest)
+    what = "" if number is None else number.group(2).lstrip(":,").strip()
+    if number is None or not what:
+        return Marker("error", "#edit needs the item's number and its new text: "
+                               "#edit 12 TEXT (an action item: #edit 12 @person TEXT)",
+                      word="edit")
+    return Marker("edit", what, item_id=int(number.group(1)), word="edit")
+
+
+def _action(rest: str, known_people: frozenset[str], word: str) -> Marker:
+    owner, what = split_owner(rest, known_people)
     if not what:
         return Marker("error", "#action needs a text: #action @person TEXT", word=word)
     return Marker("action", what, owner=owner, word=word)

@@ -6,6 +6,10 @@ is unknown. Replies (``@on_thread_reply("meetings")``) are parsed by ``markers.p
 stored as items; ``report close`` in the thread (or ``#endmeeting``, the ``report close``
 command, or the auto-close occurrence) closes it once, renders ``meeting_report.j2`` and posts
 it into the thread on every platform (``notices.thread``), and updates the opening post.
+
+Items are editable (``#edit N TEXT`` in a thread, ``report edit ITEM TEXT`` anywhere) by their
+author or anyone holding ``report.close`` (who may close, and so decide, the report): ``edit``
+below is that rule, shared by both.
 """
 
 from __future__ import annotations
@@ -23,11 +27,20 @@ from bot.reply import Level, Reply
 if TYPE_CHECKING:
     from bot.core import Bot
     from bot.hooks import ThreadContext
+    from bot.identity import Caller
 
 log = logging.getLogger(__name__)
 
 CLOSE_PERMISSION = "report.close"
 AUTO = "auto-close"
+
+
+class EditRefused(Exception):
+    """An edit that cannot be made: the message says why (``denied``: the caller may not)."""
+
+    def __init__(self, message: str, *, denied: bool = False) -> None:
+        super().__init__(message)
+        self.denied = denied
 
 
 def settings_of(bot: Bot) -> MeetingsConfig:
@@ -102,6 +115,14 @@ async def on_reply(ctx: ThreadContext) -> Reply | None:
         if done is None:
             return Reply.error(f"No action item #{marker.item_id}.", title="No such item")
         return Reply(text=f"Action item #{done.id} is done: {user(done.text)}")
+    if marker.kind == "edit":
+        assert marker.item_id is not None
+        try:
+            return Reply(text=await edit(bot, ctx.caller, marker.item_id, marker.text))
+        except EditRefused as exc:
+            if exc.denied:
+                return Reply(text=str(exc), level=Level.DENIED)
+            return Reply.error(str(exc), title="Not edited")
     owner = _person_of(bot, marker.owner) if marker.kind == "action" else None
     item = await bot.database.run(store.add_item, report.id, marker.kind, author, marker.text,
                                   now, owner)
@@ -111,6 +132,33 @@ async def on_reply(ctx: ThreadContext) -> Reply | None:
         return Reply(text=f"Action item #{item.id} for {user(owner or 'nobody yet')}: "
                           f"{user(item.text)}{note}")
     return None
+
+
+async def edit(bot: Bot, caller: Caller, item_id: int, typed: str) -> str:
+    """Item ``item_id`` says ``typed`` now (an action item's leading ``@person`` is its new
+    owner; ``@person`` alone keeps its text). Allowed to the item's author and to holders of
+    ``report.close``. The answer to show; :class:`EditRefused` when it is not made."""
+    found = await bot.database.run(store.item, item_id)
+    if found is None or found.kind not in store.MARKER_KINDS:
+        raise EditRefused(f"No item #{item_id} to edit (`report show MEETING` lists the "
+                          "numbers; plain discussion and undone items have none).")
+    if found.author != caller.label:
+        decision = bot.gate.check(caller, CLOSE_PERMISSION)
+        if not decision.allowed:
+            raise EditRefused(f"Not allowed: item #{item_id} is {user(found.author)}'s; only "
+                              f"they or someone with {CLOSE_PERMISSION} may edit it.",
+                              denied=True)
+    token, text = markers.split_owner(typed) if found.kind == "action" else (None, typed)
+    owner = _person_of(bot, token)
+    edited = await bot.database.run(lambda c: store.edit_item(
+        c, item_id, caller.label, clock.utcnow(), text=text or None, owner=owner))
+    if edited is None:  # undone meanwhile
+        raise EditRefused(f"No item #{item_id} to edit (it was just removed).")
+    log.info("meetings: item %d edited by %s", item_id, caller.label)
+    if edited.kind == "action":
+        return (f"Action item #{edited.id} is now for {user(edited.owner or 'nobody yet')}: "
+                f"{user(edited.text)}")
+    return f"Item #{edited.id} ({edited.kind}) is now: {user(edited.text)}"
 
 
 async def _close_from_thread(ctx: ThreadContext, report: store.Report) -> Reply | None:

@@ -15,6 +15,7 @@ feed by then), and posts notices keyed by the occurrence key.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -80,7 +81,8 @@ class MeetingsSource:
             return rule_meetings(spec, spec.weekly, start, end)
         if spec.once_after_start is not None:
             return once_meetings(spec, self.started_at, start, end)
-        return expand(await self.feeds.body(spec), spec, start, end)
+        # Off the loop: a feed not expanded for this day yet costs milliseconds to parse.
+        return await asyncio.to_thread(expand, await self.feeds.body(spec), spec, start, end)
 
     def _reach(self, spec: SeriesSpec) -> tuple[timedelta, timedelta]:
         """How far before a window a meeting may start and still have an occurrence in it

@@ -8,7 +8,8 @@ inside ``bot.database.run``.
 - ``meeting_items``: what was said in the thread, in order: ``kind`` is ``topic``, ``info``,
   ``idea``, ``link``, ``decision``, ``action`` or ``discussion`` (a plain reply); ``topic_id``
   is the topic it falls under; ``owner`` is an action's person; ``removed_at`` is set by
-  ``#undo``; ``done_at``/``done_by`` by ``report done``.
+  ``#undo``; ``done_at``/``done_by`` by ``report done``; ``edited_at``/``edited_by`` by the
+  last ``#edit``/``report edit``, with ``previous_text`` the text it replaced (migration 2).
 - ``meeting_tickets``: an action item's tracker issue (one per item: the primary key is the
   item), ``state`` as last seen (``open`` | ``closed``).
 - ``meeting_feeds``: each iCal series' last good feed text, and the error of the last failed
@@ -31,8 +32,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     select,
     update,
+)
+from sqlalchemy import (
+    text as sql_text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -73,6 +78,9 @@ items = Table(
     Column("removed_at", DateTime(timezone=True), nullable=True),
     Column("done_at", DateTime(timezone=True), nullable=True),
     Column("done_by", String(100), nullable=True),
+    Column("edited_at", DateTime(timezone=True), nullable=True),  # migration 2
+    Column("edited_by", String(100), nullable=True),
+    Column("previous_text", Text, nullable=True),
     Index("ix_meeting_items_report", "report_id", "id"),
 )
 
@@ -101,6 +109,20 @@ feeds = Table(
 def create_tables(conn: Connection) -> None:
     """Feature migration step 1."""
     metadata.create_all(conn)
+
+
+EDIT_COLUMNS = (("edited_at", "TIMESTAMP WITH TIME ZONE"), ("edited_by", "VARCHAR(100)"),
+                ("previous_text", "TEXT"))
+
+
+def add_edit_columns(conn: Connection) -> None:
+    """Feature migration step 2: who edited an item last, and the text it replaced. Step 1
+    creates ``meeting_items`` from the current definition, which has them already: only
+    databases made before step 2 existed need them added."""
+    have = {column["name"] for column in inspect(conn).get_columns("meeting_items")}
+    for name, sql_type in EDIT_COLUMNS:
+        if name not in have:
+            conn.execute(sql_text(f"ALTER TABLE meeting_items ADD COLUMN {name} {sql_type}"))
 
 
 def _insert(conn: Connection, table: Table):  # type: ignore[no-untyped-def]
@@ -135,6 +157,8 @@ class Item:
     created_at: datetime
     done_at: datetime | None = None
     done_by: str | None = None
+    edited_at: datetime | None = None
+    edited_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +181,8 @@ def _report(row: object) -> Report:
 def _item(row: object) -> Item:
     r = row
     return Item(r.id, r.report_id, r.kind, r.author, r.owner, r.text, r.topic_id,  # type: ignore[attr-defined]
-                as_utc(r.created_at), as_utc(r.done_at), r.done_by)  # type: ignore[attr-defined,arg-type]
+                as_utc(r.created_at), as_utc(r.done_at), r.done_by,  # type: ignore[attr-defined,arg-type]
+                as_utc(r.edited_at), r.edited_by)  # type: ignore[attr-defined,arg-type]
 
 
 def _ticket(row: object) -> Ticket:
@@ -270,6 +295,24 @@ def mark_done(conn: Connection, item_id: int, by: str, now: datetime) -> Item | 
         return None
     conn.execute(update(items).where(items.c.id == item_id, items.c.done_at.is_(None))
                  .values(done_at=now, done_by=by[:100]))
+    return item(conn, item_id)
+
+
+def edit_item(conn: Connection, item_id: int, by: str, now: datetime, *, text: str | None,
+              owner: str | None = None) -> Item | None:
+    """Replace a marker item's text (``None``: keep it) and, for an action item, its owner
+    (``None``: keep it); the text it had is kept in ``previous_text``. None: no such item
+    (undone ones and plain discussion included)."""
+    found = item(conn, item_id)
+    if found is None or found.kind not in MARKER_KINDS:
+        return None
+    values: dict[str, object] = {"edited_at": now, "edited_by": by[:100],
+                                 "previous_text": found.text}
+    if text is not None:
+        values["text"] = text
+    if owner is not None and found.kind == "action":
+        values["owner"] = owner[:100]
+    conn.execute(update(items).where(items.c.id == item_id).values(**values))
     return item(conn, item_id)
 
 
