@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                               "3 waiting for confirmation/approval")
     with_config(sub.add_parser("run", help="run the bot: adapters, HTTP server, scheduler"))
     with_config(sub.add_parser("check-config", help="validate the configuration"))
+    with_config(sub.add_parser("doctor", help="check the real connections (database, chat, "
+                                              "Sentry, GitLab, HTCondor, status checks)"))
     mattermost = sub.add_parser("mattermost", help="Mattermost tools")
     mm_sub = mattermost.add_subparsers(dest="mm_command", metavar="ACTION", required=True)
     with_config(mm_sub.add_parser(
@@ -134,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check-config":
         return check_config(args.config)
+    if args.command == "doctor":  # bot/doctor.py; exit status 1 when something is broken
+        from bot.doctor import doctor
+        from bot.observability import setup_logging
+
+        setup_logging("ERROR")
+        return doctor(args.config)
     from bot.observability import setup_logging
 
     if args.command == "console":

@@ -265,14 +265,11 @@ def make_engine(url: str, base_dir: Path | None = None) -> Engine:
             # SQLAlchemy's default driver is psycopg2; shiftbot[postgres] installs psycopg 3.
             parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed, pool_pre_ping=True, pool_size=5, future=True)
-    database = parsed.database or ""
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-    if database in ("", ":memory:"):
+    path = _sqlite_path(parsed.database or "", base_dir)
+    if path is None:
         kwargs["poolclass"] = StaticPool
     else:
-        path = Path(database)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
         path.parent.mkdir(parents=True, exist_ok=True)
         parsed = parsed.set(database=str(path))
     engine = create_engine(parsed, **kwargs)
@@ -287,6 +284,27 @@ def make_engine(url: str, base_dir: Path | None = None) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _sqlite_path(database: str, base_dir: Path | None) -> Path | None:
+    if database in ("", ":memory:"):
+        return None
+    path = Path(database)
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path
+
+
+def sqlite_file(url: str, base_dir: Path | None = None) -> Path | None:
+    """The file a SQLite URL names (relative to ``base_dir``, the config's directory, as
+    :func:`make_engine` opens it); None for other databases, in-memory ones and ``file:``
+    URIs."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database.startswith("file:"):
+        return None
+    return _sqlite_path(database, base_dir)
 
 
 def current_version(conn: Connection) -> int:

@@ -45,9 +45,12 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from bot.health import READINESS_ONLY, alive
+
 if TYPE_CHECKING:
     from bot.health import Health
     from bot.metrics import Metrics
+    from bot.readiness import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +261,9 @@ class HttpServer:
         _protocol_errors.refusals = self.refusals
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
         self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics)
+        self.readiness: Readiness | None = None  # bot.readiness.attach_readiness sets it
         self._runner: web.AppRunner | None = None
 
     def add_route(self, method: str, path: str, handler: RouteHandler) -> None:
@@ -358,15 +363,25 @@ class HttpServer:
         except TimeoutError:
             return web.json_response({"status": "unhealthy", "error": "health probes timed out"},
                                      status=503)
-        healthy = all(s.ok for s in states.values())
+        healthy = alive(states)  # the database and the outbox are /readyz's to judge
         for name, state in states.items():
             self.metrics.component_up.labels(component=name).set(1 if state.ok else 0)
         body = {
             "status": "ok" if healthy else "unhealthy",
-            "components": {n: {"ok": s.ok, "detail": s.detail, "since": s.since}
+            "components": {n: {"ok": s.ok, "detail": s.detail, "since": s.since,
+                               **({"readiness_only": True} if n in READINESS_ONLY else {})}
                            for n, s in sorted(states.items())},
         }
         return web.json_response(body, status=200 if healthy else 503)
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        """Readiness (bot/readiness.py): 200 when this replica may take work, else 503."""
+        if self.readiness is None:
+            return web.json_response({"status": "not ready", "components": {"readiness": {
+                "ready": False, "reason": "not wired to the bot (attach_readiness)"}}},
+                status=503)
+        report = await self.readiness.report()
+        return web.json_response(report.body(), status=200 if report.ready else 503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.exposition(),

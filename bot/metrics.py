@@ -1,10 +1,59 @@
-"""Prometheus metrics on a registry of the bot's own (tests build many bots per process)."""
+"""Prometheus metrics on a registry of the bot's own (tests build many bots per process).
+
+Most are counted where things happen. Gauges that need a query (the alerts inbox) are *sampled*
+(:class:`Sampler`): a scrape answers at once with the last sample and, when that is older than
+the sampler's interval, starts a new one in the background (a scrape never waits on the
+database, and ten scrapes a second cost one query per interval).
+"""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot import __version__
+
+if TYPE_CHECKING:
+    from bot.core import Bot
+
+log = logging.getLogger(__name__)
+SAMPLE_SECONDS = 15.0
+
+
+class Sampler:
+    """``refresh`` run at most every ``interval`` seconds, started by a scrape (see above)."""
+
+    def __init__(self, name: str, refresh: Callable[[], Awaitable[None]],
+                 interval: float = SAMPLE_SECONDS) -> None:
+        self.name = name
+        self.refresh = refresh
+        self.interval = interval
+        self._last = float("-inf")
+        self._task: asyncio.Task[None] | None = None
+
+    def poke(self) -> None:
+        """Start a refresh when the last one is older than the interval (and none runs)."""
+        if self._task is not None and not self._task.done():
+            return
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop (a synchronous caller)
+            self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                                name=f"metrics:{self.name}")
+            self._last = now
+
+    async def _run(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # the database is away: the gauge keeps its last value
+            log.debug("metrics sample %s failed: %s", self.name, exc)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -52,6 +101,21 @@ class Metrics:
             "shiftbot_job_runs", "Periodic job runs, by job and result",
             ["job", "result"], registry=self.registry,
         )
+        # Operations (docs/operations.md): the alerts inbox and the scheduler, sampled.
+        self.alerts_inbox_depth = Gauge(
+            "shiftbot_alerts_inbox_depth", "Alert deliveries (Sentry) waiting to be processed",
+            registry=self.registry,
+        )
+        self.alerts_inbox_oldest_age = Gauge(
+            "shiftbot_alerts_inbox_oldest_age_seconds", "How long the oldest waiting alert "
+            "delivery has waited", registry=self.registry,
+        )
+        self.schedule_pass_age = Gauge(
+            "shiftbot_schedule_last_pass_age_seconds", "Seconds since this process's last "
+            "schedule planning pass (-1: none yet)", registry=self.registry,
+        )
+        self.samplers: list[Sampler] = []
+        self.watching = False  # watch_operations() ran
         # labels() takes a lock and builds a key each call; commands are counted on every reply
         self._counted: dict[tuple[str, str], Counter] = {}
         self._timed: dict[str, Histogram] = {}
@@ -75,4 +139,53 @@ class Metrics:
         self.job_runs.labels(job=job, result=result).inc()
 
     def exposition(self) -> bytes:
+        for sampler in self.samplers:
+            sampler.poke()
         return generate_latest(self.registry)
+
+
+def watch_operations(bot: Bot, interval: float = SAMPLE_SECONDS) -> None:
+    """Sample the alerts inbox (when the alerts feature is loaded) and the scheduler's lag
+    into ``bot.metrics`` (``/metrics``); the outbox is sampled by the notices already."""
+    metrics = bot.metrics
+    if metrics.watching:  # once per bot, whoever calls it first
+        return
+    metrics.watching = True
+    if any(m.feature == "alerts" for m in bot.registry.migrations):
+        async def inbox() -> None:
+            depth, oldest = await bot.database.run(_inbox_stats)
+            metrics.alerts_inbox_depth.set(depth)
+            metrics.alerts_inbox_oldest_age.set(_age(oldest))
+
+        metrics.samplers.append(Sampler("alerts inbox", inbox, interval))
+    if any(m.feature == "schedule" for m in bot.registry.migrations):
+        metrics.schedule_pass_age.set_function(lambda: _schedule_pass_age(bot))
+    else:
+        metrics.schedule_pass_age.set(-1)
+
+
+def _inbox_stats(conn: Any) -> tuple[int, Any]:
+    from sqlalchemy import func, select
+
+    from bot.alerts.tables import PENDING, inbox
+
+    row = conn.execute(select(func.count(), func.min(inbox.c.received_at))
+                       .where(inbox.c.state == PENDING)).one()
+    return int(row[0]), row[1]
+
+
+def _age(moment: Any) -> float:
+    from bot.db import as_utc, utcnow
+
+    return 0.0 if moment is None else max(0.0, (utcnow() - as_utc(moment)).total_seconds())
+
+
+def _schedule_pass_age(bot: Bot) -> float:
+    """The age of the schedule service's last planning pass: one runs every
+    ``schedule.plan_minutes`` (and on changes); much older means the scheduler is stuck (-1:
+    no pass yet)."""
+    from bot.schedule.service import ScheduleService
+
+    service = bot.services.get(ScheduleService)
+    last = getattr(service, "last", None)
+    return -1.0 if last is None else _age(last.at)

@@ -75,6 +75,9 @@ def attach_http(bot: Bot, host: str | None = None, port: int | None = None) -> H
 
     bot.health.register("database", database_probe)
     bot.http = http
+    from bot.readiness import attach_readiness  # /readyz and the operations gauges
+
+    attach_readiness(bot, http)
     return http
 
 
@@ -98,12 +101,20 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         # Not possible outside the main thread (tests run serve() in a task).
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    lifecycle = Lifecycle(config, adapters=build_adapters, listen=_listen)
-    bot = await lifecycle.start()
+    # One `shiftbot run` per SQLite file (bot/sqliteguard.py), decided before the migrations.
+    from bot.sqliteguard import hold_run_lock
+
+    run_lock = hold_run_lock(config.bot.database, config.source_dir)
     try:
-        settle_gc()
-        log.info("shiftbot running: %s", ", ".join(["http", *bot.adapters]))
-        await stop.wait()
-        log.info("shutting down")
+        lifecycle = Lifecycle(config, adapters=build_adapters, listen=_listen)
+        bot = await lifecycle.start()
+        try:
+            settle_gc()
+            log.info("shiftbot running: %s", ", ".join(["http", *bot.adapters]))
+            await stop.wait()
+            log.info("shutting down")
+        finally:
+            await lifecycle.stop()
     finally:
-        await lifecycle.stop()
+        if run_lock is not None:
+            run_lock.release()

@@ -342,3 +342,25 @@ async def test_the_same_event_by_two_paths_is_not_a_repeat(make_bot: Any,
     row = await _row(rig, issue_id)
     assert (row.status, row.regressions) == ("unresolved", 1)
     assert len(rig.posts()) == 1 and len(rig.threads()) == 1
+
+
+async def test_a_process_that_outlived_its_lease_never_decides_a_row_again(
+        make_bot: Any, clock: ManualClock) -> None:
+    """A (paused past its lease) fetched the due rows; B took over and decided them all; when A
+    wakes up and goes on with its stale batch, nothing is decided, posted or queued twice."""
+    from bot.alerts import inbox
+
+    rig = await alerts_rig(make_bot)
+    ids = [next_id() for _ in range(3)]
+    for issue_id in ids:
+        await rig.send("issue", issue_payload(issue_id))
+    stale = await rig.bot.database.run(inbox.due, clock(), 50)  # A's batch, fetched
+    assert len(stale) == 3
+    await rig.drain()  # B decides every row
+    posts, calls = len(rig.posts()), list(rig.tickets.calls)
+    assert posts == 3
+    for row in stale:  # A goes on with what it fetched
+        assert await rig.service.process(row) is None
+    await rig.drain()
+    assert len(rig.posts()) == posts and rig.tickets.calls == calls
+    assert await rig.bot.database.run(inbox.depth) == 0

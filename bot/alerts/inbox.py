@@ -111,20 +111,24 @@ def unfinished(conn: Connection, limit: int) -> list[InboxRow]:
     return [_row(row) for row in conn.execute(query)]
 
 
-def mark_done(conn: Connection, row_id: int, now: datetime) -> None:
-    conn.execute(update(inbox).where(inbox.c.id == row_id).values(
-        state=DONE, processed_at=now, error=None))
+def mark_done(conn: Connection, row_id: int, now: datetime) -> bool:
+    """Mark a pending row done; False when it is not pending any more (another process, whose
+    lease this one outlived, got there first: the caller must not act on it again). Done first
+    in the deciding transaction, so of two processes only one decides the row."""
+    result = conn.execute(update(inbox).where(inbox.c.id == row_id, inbox.c.state == PENDING)
+                          .values(state=DONE, processed_at=now, error=None))
+    return result.rowcount == 1
 
 
 def mark_retry(conn: Connection, row_id: int, next_at: datetime, error: str) -> None:
     """Processing failed for now: try again at ``next_at`` (one more attempt counted)."""
-    conn.execute(update(inbox).where(inbox.c.id == row_id).values(
+    conn.execute(update(inbox).where(inbox.c.id == row_id, inbox.c.state == PENDING).values(
         next_at=next_at, attempts=inbox.c.attempts + 1, error=_error(error)))
 
 
 def mark_failed(conn: Connection, row_id: int, error: str, now: datetime) -> None:
     """Never going to work (the stored body does not parse any more, ...): kept, not retried."""
-    conn.execute(update(inbox).where(inbox.c.id == row_id).values(
+    conn.execute(update(inbox).where(inbox.c.id == row_id, inbox.c.state == PENDING).values(
         state=FAILED, processed_at=now, attempts=inbox.c.attempts + 1, error=_error(error)))
 
 

@@ -199,6 +199,10 @@ class AlertsService:
         except Exception as exc:
             await self._retry(row, exc)
             return None
+        if decision is None:
+            log.warning("alerts: inbox row %d was decided by another process meanwhile (this "
+                        "one's lease ran out); skipped", row.id)
+            return None
         if decision.outcome == "unrouted":
             log.info("alerts: %s (%s) matches no route in alerts.routes: stored, not posted",
                      alert.subject, alert.project)
@@ -261,7 +265,9 @@ def _short(exc: BaseException) -> str:
 
 
 def _decide_row(conn: Any, row_id: int, alert: SentryAlert, settings: AlertsConfig,
-                now: Any, tickets: Any) -> decisions.Decision:
-    decision = decisions.decide(conn, alert, settings, now, tickets)
-    inbox.mark_done(conn, row_id, now)
-    return decision
+                now: Any, tickets: Any) -> decisions.Decision | None:
+    """Mark the row done and decide it, in one transaction; None when the row was no longer
+    pending (decided by another process after this one's lease ran out: never twice)."""
+    if not inbox.mark_done(conn, row_id, now):
+        return None
+    return decisions.decide(conn, alert, settings, now, tickets)
