@@ -138,3 +138,10 @@ def test_submit_description_is_split_per_queue_statement() -> None:
     with pytest.raises(CondorConfigError):
         submitdesc.check_attributes({"accounting_group": "a\nqueue 100"})
     submitdesc.check_attributes({"accounting_group": "ligo.dev", "+Online_EMFollow": "True"})
+
+
+def test_a_constraint_whose_canonical_text_does_not_parse_is_refused() -> None:
+    # Found by hypothesis: classad prints "0 .T" as "0.T", which it cannot parse back; the
+    # schedd would have refused the combined constraint with a confusing error.
+    with pytest.raises(CondorBadConstraint):
+        validate("0 .T")

@@ -85,6 +85,10 @@ def validate(text: str, *, what: str = "constraint") -> str:
     canonical = " ".join(str(tree).split())
     if not canonical:
         raise CondorBadConstraint(f"{what} is not a valid ClassAd expression: {text}")
+    try:  # the parser's own text must parse again (``0 .T`` prints as ``0.T``, which does not)
+        classad2.ExprTree(canonical)
+    except Exception:
+        raise CondorBadConstraint(f"{what} is not a valid ClassAd expression: {text}") from None
     return canonical
 
 
