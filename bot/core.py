@@ -29,6 +29,7 @@ from bot.identity import Caller, Directory, Inbound
 from bot.markup import plain, user_unless_marked
 from bot.messaging.actions import ID_PATTERN, ActionStore
 from bot.messaging.claims import Claims
+from bot.messaging.inbound import TAKEOVER, took_over_reply
 from bot.messaging.notices import Notices
 from bot.messaging.port import Platform
 from bot.metrics import Metrics
@@ -232,6 +233,11 @@ class Bot(RequestFlow):
                                    detail=decision.reason)
             self._count(spec, AuditDecision.DENIED, started)
             return Outcome(self._denial(spec, caller, decision.reason), OutcomeStatus.DENIED, spec)
+        if TAKEOVER.get() is not None:  # a delivery taken over from a replica that stopped
+            ran = await took_over_reply(self.database, caller.platform, caller.user_id,
+                                        spec.key, arguments)
+            if ran is not None:
+                return Outcome(ran, OutcomeStatus.OK, spec)
         if "dry-run" in parsed.flags:
             return await self._dry_run(caller, parsed, arguments, decision, started)
         if spec.destructive or decision.approval_role:

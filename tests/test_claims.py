@@ -121,15 +121,15 @@ async def test_inbound_claims_fail_closed_and_recover(tmp_path: Path) -> None:
     [database] = databases(f"sqlite:///{tmp_path / 'c.db'}", 1)
     claims = Claims(database, "a")
     inbound = InboundClaims(claims, "mattermost", LEASE)
-    real = claims.claim
+    real = claims.claim_delivery
 
-    async def broken(key: str, ttl: timedelta) -> bool:
+    async def broken(*args: object, **kwargs: object) -> object:
         raise ConnectionError("database unreachable")
 
     try:
-        claims.claim = broken  # type: ignore[method-assign]
+        claims.claim_delivery = broken  # type: ignore[method-assign]
         assert not await inbound.first("post1")  # not run: nobody can know it runs once
-        claims.claim = real  # type: ignore[method-assign]
+        claims.claim_delivery = real  # type: ignore[method-assign]
         assert await inbound.first("post1")  # the redelivery, once the database is back
         assert not await inbound.first("post1")
         other = InboundClaims(Claims(database, "b"), "mattermost", LEASE)

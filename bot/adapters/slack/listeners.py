@@ -4,7 +4,9 @@ Every delivery is *claimed* first (``bot.claims``, in the database): Slack retri
 thinks was not acknowledged, and with two bot processes on one database the same event may
 reach both (a retry lands on the other socket, or both serve the HTTP endpoint). The claim
 makes exactly one of them run it. A small in-memory set in front of it only short-circuits
-repeats this process has already seen (it can skip, never run).
+repeats this process has already seen (it can skip, never run). An event or click whose claim
+another replica holds is kept (the spawned task waits) and run here if that replica dies
+before it finishes (bot/messaging/inbound.py); a slash command's repeat is acknowledged at once.
 """
 
 from __future__ import annotations
@@ -78,7 +80,10 @@ class Listeners:
         loop = asyncio.get_running_loop()
         started = loop.time()
         trigger = body.get("trigger_id")
-        if not await self.claims.first(trigger and f"command:{trigger}"):
+        key = trigger and f"command:{trigger}"
+        # wait=False: the ack is due within 3 s, so a repeat is never kept for a takeover
+        # (Slack does not send a slash command again once acknowledged anyway).
+        if not await self.claims.first(key, wait=False):
             await ack()  # a repeated delivery: the first one is being answered
             return
         inbound = await self._command_inbound(body)
@@ -90,7 +95,8 @@ class Listeners:
         if spec is not None and spec.slow:
             progress.acked = True
             await ack(ack_body(working_reply(spec)))
-            self.spawn(self.answers.answer_later(self.bot.handle(inbound, progress), where))
+            self._held_by(key, self.spawn(
+                self.answers.answer_later(self.bot.handle(inbound, progress), where)))
             return
         task = loop.create_task(self.bot.handle(inbound, progress=progress))
         budget = self.config.ack_budget_seconds - (loop.time() - started)
@@ -99,14 +105,19 @@ class Listeners:
             reply = task.result().reply
             if reply.actions and reply.visibility != Visibility.EPHEMERAL:
                 await ack()  # a card with buttons is posted instead, so that it can be updated
-                self.spawn(self.answers.deliver(reply, where))
+                self._held_by(key, self.spawn(self.answers.deliver(reply, where)))
                 return
             await ack(ack_body(reply))
             return
         progress.acked = True
         await ack(ack_body(working_reply(spec)))
         self.adopt(task)
-        self.spawn(self.answers.answer_later(task, where))
+        self._held_by(key, self.spawn(self.answers.answer_later(task, where)))
+
+    def _held_by(self, key: str | None, task: asyncio.Task[Any] | None) -> None:
+        """The delivery's claim lasts until ``task`` has answered, not the ack."""
+        if key and isinstance(task, asyncio.Task):
+            self.claims.hold(key, task)
 
     async def _command_inbound(self, body: dict[str, Any]) -> Inbound:
         family = self.config.commands.get(str(body.get("command") or ""))
