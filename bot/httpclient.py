@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import weakref
+from typing import TYPE_CHECKING
 
-import aiohttp
-import httpx
+if TYPE_CHECKING:  # imported when a client is first made: `console -c help` needs neither
+    import aiohttp
+    import httpx
 
 # Many checks at once against one host must not queue behind a small pool.
-LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=100, keepalive_expiry=30)
+MAX_CONNECTIONS = 500
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary())
@@ -31,6 +33,8 @@ async def ssl_context() -> ssl.SSLContext:
     """The verifying SSL context, built once off the event loop."""
     global _context
     if _context is None:  # two first callers may both build one: harmless, and no lock
+        import httpx
+
         _context = await asyncio.to_thread(httpx.create_ssl_context)  # tied to one loop
     return _context
 
@@ -45,8 +49,12 @@ async def shared_client(*, verify: bool = True) -> httpx.AsyncClient:
         context: ssl.SSLContext | bool = await ssl_context() if verify else False
         client = clients.get(verify)  # another task may have made it meanwhile
         if client is None or client.is_closed:
+            import httpx
+
+            limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100,
+                                  keepalive_expiry=30)
             client = clients[verify] = httpx.AsyncClient(
-                verify=context, trust_env=False, limits=LIMITS, follow_redirects=False)
+                verify=context, trust_env=False, limits=limits, follow_redirects=False)
     return client
 
 
@@ -68,7 +76,9 @@ async def shared_session() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
     session = _sessions.get(loop)
     if session is None or session.closed:
+        import aiohttp
+
         session = _sessions[loop] = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=LIMITS.max_connections or 500),
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
             trust_env=False, auto_decompress=True)
     return session

@@ -12,9 +12,7 @@ inbox. Commands: ``alerts list|show|pending|ticket|resolve|ignore|simulate``.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from bot import clock
 from bot.alerts import inbox, issues, poll, tables, views
@@ -24,12 +22,14 @@ from bot.alerts.issues import IGNORED, RESOLVED, IssueRow
 from bot.alerts.posting import buttons, reply_level, title_of
 from bot.alerts.service import AlertsService
 from bot.alerts.simulate import simulate_reply
-from bot.alerts.webhooks import receive_legacy, receive_signed
 from bot.commands import Arg, CommandError, Context, Family, Opt, command, every, route
 from bot.config import Config, Problem
 from bot.features import Migrations
 from bot.markup import user
 from bot.reply import Level, Reply, Visibility
+
+if TYPE_CHECKING:  # the HTTP server's types: `console -c help` loads no aiohttp
+    from aiohttp import web
 
 FAMILY = Family("alerts", "Sentry alerts: list, show, tickets, resolve", order=18)
 CONFIG = ALERTS
@@ -64,11 +64,15 @@ async def shutdown(bot: Any) -> None:
 
 @route("POST", "/webhooks/sentry")
 async def sentry_webhook(bot: Any, request: web.Request) -> web.StreamResponse:
+    from bot.alerts.webhooks import receive_signed  # the HTTP server's side (aiohttp)
+
     return await receive_signed(bot, request, on_accept=service_of(bot).kick)
 
 
 @route("POST", "/webhooks/sentry/legacy/{secret}")
 async def sentry_legacy_webhook(bot: Any, request: web.Request) -> web.StreamResponse:
+    from bot.alerts.webhooks import receive_legacy
+
     return await receive_legacy(bot, request, on_accept=service_of(bot).kick)
 
 

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.alerts.model import Frame
-from bot.http import json_depth_ok
 
 MAX_BODY = 1024 * 1024  # what bot.http accepts
 MAX_DEPTH = 64  # Sentry events nest deeper than chat payloads (frame vars, _meta)
@@ -39,6 +38,8 @@ def load(body: bytes) -> dict[str, Any]:
         decoded = bytes(body).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadError(f"not UTF-8 (byte {exc.start})") from None
+    from bot.http import json_depth_ok  # bot.http is the aiohttp server: loaded when needed
+
     if not json_depth_ok(decoded, MAX_DEPTH):
         raise PayloadError(f"JSON nested deeper than {MAX_DEPTH}")
     try:

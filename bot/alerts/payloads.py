@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.alerts import payload_fields as fields
 from bot.alerts.model import Resource, SentryAlert
@@ -28,10 +28,22 @@ from bot.alerts.payload_fields import SHORT, TEXT, TITLE, PayloadError
 
 __all__ = ["PayloadError", "enrich", "parse_legacy", "parse_polled", "parse_stored",
            "parse_webhook"]
-from bot.http import RefusalLog
+
+if TYPE_CHECKING:
+    from bot.http import RefusalLog
 
 log = logging.getLogger(__name__)
-_ignored = RefusalLog(log)  # one line per ignored kind of delivery per minute
+_ignored: RefusalLog | None = None  # one line per ignored kind of delivery per minute
+
+
+def _ignored_log() -> RefusalLog:
+    """Made on first use: bot.http is the aiohttp server, which the console need not load."""
+    global _ignored
+    if _ignored is None:
+        from bot.http import RefusalLog
+
+        _ignored = RefusalLog(log)
+    return _ignored
 
 ISSUE_ACTIONS = frozenset({"created", "resolved", "assigned", "ignored", "unresolved"})
 EVENT_ACTIONS = frozenset({"triggered"})
@@ -292,4 +304,4 @@ def _metric_alert(data: dict[str, Any], action: str) -> SentryAlert:
 
 
 def _ignore(what: str) -> None:
-    _ignored.note(what, level=logging.INFO, prefix="ignored: ")
+    _ignored_log().note(what, level=logging.INFO, prefix="ignored: ")

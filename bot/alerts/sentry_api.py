@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import email.utils
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from bot import clock
 from bot.alerts.config import SentryConfig
 from bot.httpclient import shared_client
 from bot.secrets import masker
+
+if TYPE_CHECKING:  # imported by the first call: `console -c help` needs no HTTP client
+    import httpx
 
 STATUSES = frozenset({"resolved", "ignored", "unresolved"})
 MAX_MESSAGE = 200  # characters of Sentry's own error message quoted back
@@ -103,6 +104,8 @@ class SentryApi:
         return [item for item in data if isinstance(item, dict)]
 
     async def _call(self, method: str, path: str, *, what: str, **kwargs: Any) -> Any:
+        import httpx
+
         headers = {"Accept": "application/json", "Authorization": f"Bearer {self._token}"}
         client = await shared_client()
         try:

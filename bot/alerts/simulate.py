@@ -14,7 +14,6 @@ from bot import clock
 from bot.alerts import issues, samples
 from bot.alerts.payloads import PayloadError
 from bot.alerts.signature import sign, verify
-from bot.alerts.webhooks import accept_body
 from bot.commands import CommandError, Context
 from bot.markup import code, user
 from bot.reply import Level, Reply
@@ -67,6 +66,8 @@ async def simulate_reply(ctx: Context, service: AlertsService) -> Reply:
     if not verify(secret, body, signature):  # the receiving side's own check, as a self-test
         raise CommandError("the simulated delivery's signature does not verify")
     try:
+        from bot.alerts.webhooks import accept_body  # with bot.http (aiohttp): on use
+
         stored = await accept_body(ctx.bot, sample.resource, body,
                                    f"simulate-{secrets.token_hex(8)}")
     except PayloadError as exc:

@@ -24,15 +24,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from bot.configbase import Strict
 from bot.httpclient import shared_client
 from bot.secrets import masker
+
+if TYPE_CHECKING:  # imported by the first call: start-up needs no HTTP client
+    import httpx
 
 API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -154,6 +156,8 @@ class GitHubClient:
         headers = {"Accept": "application/vnd.github+json", "User-Agent": "shiftbot",
                    "X-GitHub-Api-Version": API_VERSION,
                    "Authorization": f"Bearer {self._token}"}
+        import httpx
+
         client = await shared_client()
         try:
             response = await client.request(method, f"{self.url}{path}", headers=headers,

@@ -21,16 +21,18 @@ from __future__ import annotations
 import email.utils
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from bot.configbase import Strict
 from bot.features import ConfigSection
 from bot.httpclient import shared_client
 from bot.secrets import masker
+
+if TYPE_CHECKING:  # imported by the first call: start-up needs no HTTP client
+    import httpx
 
 TERMINAL = frozenset({"success", "failed", "canceled", "skipped"})
 MAX_MESSAGE = 200  # characters of GitLab's own error message quoted back
@@ -216,6 +218,8 @@ class GitLabClient:
                 raise GitLabError("gitlab.token is not configured: GitLab's API needs it here")
             headers["PRIVATE-TOKEN"] = self._token
         maybe = PIPELINE_MAYBE if starting else maybe
+        import httpx
+
         client = await shared_client()
         try:
             response = await client.request(method, f"{self.url}/api/v4{path}",

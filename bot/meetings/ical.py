@@ -22,10 +22,6 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-import httpx
-import icalendar
-import recurring_ical_events
-
 from bot import clock
 from bot.httpclient import shared_client
 from bot.meetings import store
@@ -34,7 +30,9 @@ from bot.meetings.model import Meeting, uid_suffix
 from bot.schedule.local import to_utc
 from bot.secrets import masker
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx, icalendar (~100 ms) load with the first feed, not at start-up
+    import icalendar
+
     from bot.core import Bot
 
 log = logging.getLogger(__name__)
@@ -89,6 +87,9 @@ def expand(body: str, spec: SeriesSpec, start: datetime, end: datetime) -> list[
 def _expand(body: str, spec: SeriesSpec, start: datetime, end: datetime) -> tuple[Meeting, ...]:
     feed = spec.ical
     assert feed is not None
+    import icalendar
+    import recurring_ical_events
+
     calendar = _PARSED.get(body)
     if calendar is None:
         if len(_PARSED) >= _CACHED_MAX:
@@ -176,6 +177,8 @@ class Feeds:
     async def fetch(self, spec: SeriesSpec) -> bool:
         """Fetch and keep the feed; False (the last copy stays) when it failed."""
         lock = self.locks.setdefault(spec.name, asyncio.Lock())
+        import icalendar
+
         async with lock:
             now = clock.utcnow()
             try:
@@ -219,6 +222,8 @@ class Feeds:
 
 
 def _describe(exc: Exception) -> str:
+    import httpx
+
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError, httpx.TimeoutException)):
         return "no answer within the deadline"
     if isinstance(exc, httpx.HTTPError):

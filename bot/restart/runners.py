@@ -22,12 +22,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from bot.httpclient import shared_client
 from bot.secrets import masker
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx is imported by the first HTTP action, not at start-up
+    import httpx
+
     from bot.restart.actions import CommandAction, HttpAction
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ async def _client(verify: bool | str) -> AsyncIterator[httpx.AsyncClient]:
     if isinstance(verify, bool):
         yield await shared_client(verify=verify)
         return
+    import httpx
+
     context = await asyncio.to_thread(ssl.create_default_context, cafile=verify)
     async with httpx.AsyncClient(verify=context, trust_env=False) as client:
         yield client
@@ -137,6 +139,8 @@ class HttpResult:
 
 
 async def run_http(action: HttpAction) -> HttpResult:
+    import httpx
+
     started = time.monotonic()
     kwargs: dict[str, Any] = {"headers": action.headers, "timeout": action.timeout,
                               "follow_redirects": False}

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Connection
 
 from bot import clock
@@ -35,6 +33,8 @@ from bot.secrets import masker
 from bot.tasks import BackgroundTasks
 
 if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler  # loaded by start()
+
     from bot.core import Bot
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,8 @@ class ScheduleService:
         pass runs once the notice deliverer is started (the platforms are up), or at once."""
         if self.scheduler is not None:
             return
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
         self.scheduler = AsyncIOScheduler(timezone=UTC, logger=apscheduler_log, job_defaults={
             # Lateness is ours to judge (grace, by the bot's clock): APScheduler must run a
             # late wake-up rather than drop it with a log line.
@@ -252,6 +254,8 @@ class ScheduleService:
         longer planned are removed."""
         if self.scheduler is None or self._closed:
             return
+        from apscheduler.jobstores.base import JobLookupError
+
         wanted = {occ.key: occ for occ in future}
         for key in [key for key in self.jobs if key not in wanted]:
             del self.jobs[key]

@@ -33,15 +33,17 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from bot.httpclient import ssl_context
 from bot.status.model import CheckEnv, CheckResult, CheckSpec, Level, PerfDatum, http_url, worst
 from bot.status.ranges import NagiosRange
 from bot.status.thresholds import Thresholds
+
+if TYPE_CHECKING:  # httpx is imported by the first run, not by parsing the config
+    import httpx
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 header field names
 MAX_NAMES = 10  # offline workers named in the summary (all are in the long output)
@@ -94,6 +96,8 @@ class FlowerCheck(CheckSpec):
         budget = max(self.timeout_seconds * 0.9, self.timeout_seconds - 1.0)
         deadline = asyncio.get_running_loop().time() + budget
         headers = {key: value.get_secret_value() for key, value in self.headers.items()}
+        import httpx
+
         async with httpx.AsyncClient(headers=headers, timeout=budget, trust_env=False,
                                      verify=await ssl_context()) as client:
             try:
@@ -226,6 +230,8 @@ async def _get_json(client: httpx.AsyncClient, url: str, params: dict[str, str])
 
 
 async def _get(client: httpx.AsyncClient, url: str, params: dict[str, str]) -> httpx.Response:
+    import httpx
+
     try:
         return await client.get(url, params=params)
     except httpx.TimeoutException:

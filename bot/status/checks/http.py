@@ -16,7 +16,6 @@ import time
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bot.httpclient import shared_session, ssl_context
@@ -90,6 +89,8 @@ class HttpCheck(CheckSpec):
         # CRITICAL naming the URL) before the runner gives up on the check (UNKNOWN). One
         # deadline for the whole exchange, whatever the server trickles.
         budget = self.timeout_seconds - min(1.0, 0.2 * self.timeout_seconds)
+        import aiohttp  # here, not at the top: a config that only names the check loads none
+
         try:
             async with asyncio.timeout(budget):
                 status, body, seconds, truncated = await self._fetch(budget)
@@ -128,6 +129,8 @@ class HttpCheck(CheckSpec):
                            else _excerpt(body), perfdata=perfdata, values=values)
 
     async def _fetch(self, timeout: float) -> tuple[int, bytes, float, bool]:
+        import aiohttp
+
         headers = {name: value.get_secret_value() for name, value in self.headers.items()}
         # The loop's shared session: a client of its own per run would build an SSL context
         # on the event loop each time, and httpx costs several times aiohttp's CPU per
