@@ -114,6 +114,11 @@ class Metrics:
             "shiftbot_schedule_last_pass_age_seconds", "Seconds since this process's last "
             "schedule planning pass (-1: none yet)", registry=self.registry,
         )
+        self.check_seconds = Histogram(
+            "shiftbot_check_seconds", "Status check run time, by check and level",
+            ["check", "level"], registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
         self.samplers: list[Sampler] = []
         self.watching = False  # watch_operations() ran
         # labels() takes a lock and builds a key each call; commands are counted on every reply

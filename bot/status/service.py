@@ -123,6 +123,9 @@ class StatusService:
         now = clock.utcnow()
         results = {name: r if r.checked_at else replace(r, checked_at=now)
                    for name, r in results.items()}
+        for name, result in results.items():
+            self.bot.metrics.check_seconds.labels(name, result.level.name).observe(
+                result.duration_seconds)
         if source == store.ON_DEMAND:
             await self.bot.database.run(_store_all, results, source)
         return results
