@@ -23,13 +23,13 @@ from urllib.parse import quote
 from bot import clock
 from bot.alerts.config import SentryConfig
 from bot.httpclient import shared_client
+from bot.integrations.httpreply import reason
 from bot.secrets import masker
 
 if TYPE_CHECKING:  # imported by the first call: `console -c help` needs no HTTP client
     import httpx
 
 STATUSES = frozenset({"resolved", "ignored", "unresolved"})
-MAX_MESSAGE = 200  # characters of Sentry's own error message quoted back
 MAX_RETRY_AFTER = 3600.0  # a longer ask is capped: the task queue's backoff takes over
 
 
@@ -151,14 +151,7 @@ def _failure(response: httpx.Response, what: str) -> SentryError:
 
 def _message(response: httpx.Response) -> str:
     """Sentry's reason: ``{"detail": ...}`` (any JSON), else the text; one short line."""
-    try:
-        data = response.json()
-    except ValueError:
-        text = response.text
-    else:
-        text = str(data.get("detail") or data) if isinstance(data, dict) else str(data)
-    text = " ".join(text.split())
-    return masker.mask(text[:MAX_MESSAGE]) or response.reason_phrase
+    return reason(response, lambda data: str(data.get("detail") or data))
 
 
 def retry_after(response: httpx.Response) -> float | None:

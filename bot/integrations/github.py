@@ -31,6 +31,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from bot.configbase import Strict
 from bot.httpclient import shared_client
+from bot.integrations.httpreply import reason
 from bot.secrets import masker
 
 if TYPE_CHECKING:  # imported by the first call: start-up needs no HTTP client
@@ -38,7 +39,6 @@ if TYPE_CHECKING:  # imported by the first call: start-up needs no HTTP client
 
 API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
-MAX_MESSAGE = 200
 MAX_TITLE = 256  # GitHub refuses longer titles (422)
 PAGE = 100  # GitHub's largest page
 MAX_PAGES = 5  # a marker lookup reads at most this many pages of recent issues
@@ -207,20 +207,15 @@ def failure(response: httpx.Response, what: str, maybe: str = "") -> GitHubError
 
 def _message(response: httpx.Response) -> str:
     """GitHub's ``{"message", "errors": [...]}``, else the text."""
-    try:
-        data = response.json()
-    except ValueError:
-        text = response.text.strip()
-    else:
-        if isinstance(data, dict):
-            text = str(data.get("message") or data)
-            errors = data.get("errors")
-            if isinstance(errors, list) and errors:
-                text += ": " + "; ".join(_error_text(e) for e in errors[:3])
-        else:
-            text = str(data)
-    text = " ".join(text.split())
-    return masker.mask(text[:MAX_MESSAGE]) or response.reason_phrase
+    return reason(response, _github_reason)
+
+
+def _github_reason(data: dict[str, Any]) -> str:
+    text = str(data.get("message") or data)
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors:
+        text += ": " + "; ".join(_error_text(e) for e in errors[:3])
+    return text
 
 
 def _error_text(error: Any) -> str:

@@ -29,13 +29,13 @@ from pydantic import Field, SecretStr, field_validator
 from bot.configbase import Strict
 from bot.features import ConfigSection
 from bot.httpclient import shared_client
+from bot.integrations.httpreply import reason
 from bot.secrets import masker
 
 if TYPE_CHECKING:  # imported by the first call: start-up needs no HTTP client
     import httpx
 
 TERMINAL = frozenset({"success", "failed", "canceled", "skipped"})
-MAX_MESSAGE = 200  # characters of GitLab's own error message quoted back
 MAX_TITLE = 255  # GitLab refuses longer issue titles
 SEARCH_PAGE = 100  # issues read per marker search (GitLab's largest page)
 PIPELINE_MAYBE = " (the pipeline may have started anyway: look in GitLab)"
@@ -268,15 +268,7 @@ def _failure(response: httpx.Response, what: str, maybe: str) -> GitLabError:
 
 def _message(response: httpx.Response) -> str:
     """GitLab's reason: ``{"message": ...}`` or ``{"error": ...}`` (any JSON), else text."""
-    try:
-        data = response.json()
-    except ValueError:
-        text = response.text.strip()
-    else:
-        text = str(data.get("message") or data.get("error") or data) \
-            if isinstance(data, dict) else str(data)
-    text = " ".join(text.split())
-    return masker.mask(text[:MAX_MESSAGE]) or response.reason_phrase
+    return reason(response, lambda data: str(data.get("message") or data.get("error") or data))
 
 
 def retry_after(response: httpx.Response) -> float | None:
