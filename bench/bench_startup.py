@@ -318,10 +318,30 @@ def _ready(port: int) -> bool:
         return False
 
 
+# The libraries `shiftbot run` with Slack and Mattermost cannot do without, imported by a bare
+# interpreter: the RSS floor no placement of shiftbot's own imports can go below.
+NEEDED_LIBRARIES = ("sqlalchemy", "pydantic", "yaml", "jinja2", "prometheus_client",
+                    "aiohttp.web", "slack_bolt.async_app", "mattermostautodriver", "httpx")
+
+
+def library_floor_rss(runs: int) -> list[float]:
+    code = f"import {', '.join(NEEDED_LIBRARIES)}; print('ready', flush=True); input()"
+    found = []
+    for _ in range(runs):
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, env={**os.environ, **TREE_ENV})
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        time.sleep(1.0)
+        found.append(rss_mb(proc.pid))
+        _stop(proc)
+    return found
+
+
 # ------------------------------------------------------------------ report
 
 
-def report(found: list[Candidate], ready_s: list[float], run_rss_mb: list[float]) -> int:
+def report(found: list[Candidate], ready_s: list[float], run_rss_mb: list[float],
+           floor_mb: list[float]) -> int:
     def ms(values: list[float]) -> str:
         return f"{statistics.median(values) * 1000:.0f}" if values else "-"
 
@@ -331,6 +351,9 @@ def report(found: list[Candidate], ready_s: list[float], run_rss_mb: list[float]
         rows.append(["shiftbot run (Slack+Mattermost)", f"{ms(ready_s)} (readyz)",
                      f"{min(ready_s) * 1000:.0f}", f"{max(ready_s) * 1000:.0f}", "-",
                      f"{statistics.median(run_rss_mb):.1f}"])
+    if floor_mb:
+        rows.append(["its libraries alone (bare python)", "-", "-", "-", "-",
+                     f"{statistics.median(floor_mb):.1f}"])
     print_table("First reply to help (ms, whole process, pinned to one core) and RSS (MB)",
                 ["process", "median", "min", "max", "CPU median", "RSS 1 s later"], rows)
     by = {c.name: c for c in found}
@@ -350,6 +373,8 @@ def report(found: list[Candidate], ready_s: list[float], run_rss_mb: list[float]
         ["  (the same in CPU time, for information)", f"{cpu_ratio:.2f}", "", ""],
         ["shiftbot run idle RSS - Errbot RSS (MB)", f"{ours_rss - errbot_rss:+.1f}", "<= 0",
          verdict(ours_rss <= errbot_rss)],
+        ["  (its libraries alone - Errbot RSS, for information)",
+         f"{statistics.median(floor_mb) - errbot_rss:+.1f}" if floor_mb else "-", "", ""],
     ]
     print_table("Targets (issue #16)", ["check", "value", "target", "verdict"], checks)
     return 0 if all(row[3] != "FAIL" for row in checks) else 1
@@ -384,7 +409,8 @@ def main() -> int:
                     candidate.cpu.clear()
                     candidate.rss.clear()
         ready_s, run_rss_mb = run_rss(tmp, args.runs)
-    return report(found, ready_s, run_rss_mb)
+        floor_mb = library_floor_rss(3)
+    return report(found, ready_s, run_rss_mb, floor_mb)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,18 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from bot import __version__
+
+class _Version(argparse.Action):
+    """--version: the installed metadata is read only when asked (it costs start-up time)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from bot import __version__
+
+        print(f"shiftbot {__version__}")  # on stdout, as argparse's own version action
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="shiftbot",
         description="ChatOps for the on-call shifters of scientific pipelines.",
     )
-    parser.add_argument("--version", action="version", version=f"shiftbot {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the program's version number and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -94,7 +105,6 @@ async def _console(args: argparse.Namespace) -> int:
     from bot.adapters.console import ConsoleAdapter, ConsoleSession
     from bot.config import ConfigError
     from bot.configchecks import check_references
-    from bot.lifecycle import Lifecycle
     from bot.observability import init_sentry
 
     config = _load(args.config)
@@ -105,8 +115,19 @@ async def _console(args: argparse.Namespace) -> int:
         return 1
     init_sentry(config)
     session = ConsoleSession(person, args.channel)
+    answered = None
+    if args.one_shot is not None:
+        # `help` needs no database: answered before the bot starts, audited once it has.
+        from bot.adapters.console import format_reply
+        from bot.quickhelp import console_help
+
+        answered = await console_help(config, session.inbound(args.one_shot))
+        if answered is not None:
+            print(format_reply(answered.reply), flush=True)
     # The lifecycle without an HTTP server; periodic jobs only in the REPL (a one-shot command
     # is over before the first would be due).
+    from bot.lifecycle import Lifecycle
+
     lifecycle = Lifecycle(config, http=False, jobs=args.one_shot is None,
                           adapters=lambda bot: [ConsoleAdapter(bot, session)])
     try:
@@ -123,7 +144,7 @@ async def _console(args: argparse.Namespace) -> int:
             return 1
         console = lifecycle.adapters[0]
         if args.one_shot is not None:
-            return await console.run_once(args.one_shot)
+            return await console.run_once(args.one_shot, answered)
         return await console.repl()
     finally:
         await lifecycle.stop()
@@ -146,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "console":
         setup_logging("WARNING")
-        from bot.db import DatabaseError
+        from bot.dberrors import DatabaseError
 
         try:
             return asyncio.run(_console(args))

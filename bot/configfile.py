@@ -40,7 +40,12 @@ RESERVED_ROLES = frozenset({BASELINE})
 MERGE = "tag:yaml.org,2002:merge"  # the tag of a `<<` key
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it: the same nodes, several times faster to read (the
+# config is read at every start, also by the one-shot console).
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class UniqueKeyLoader(_SafeLoader):
     """A SafeLoader that records every duplicate mapping key (path, line, first line)."""
 
     def __init__(self, stream: str) -> None:

@@ -14,7 +14,6 @@ import re
 import secrets
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from bot import cards, threads
@@ -29,7 +28,7 @@ from bot.identity import Caller, Directory, Inbound
 from bot.markup import plain, user_unless_marked
 from bot.messaging.actions import ID_PATTERN, ActionStore
 from bot.messaging.claims import Claims
-from bot.messaging.inbound import TAKEOVER, took_over_reply
+from bot.messaging.inbound import TAKEOVER, UNDER_CLAIM, took_over_reply
 from bot.messaging.notices import Notices
 from bot.messaging.port import Platform
 from bot.metrics import Metrics
@@ -50,7 +49,7 @@ from bot.pending import (
 )
 from bot.permissions import DECISION_PERMISSIONS, Decision, Gate
 from bot.registry import Registry
-from bot.render import SHIPPED_TEMPLATES, Renderer
+from bot.render import Renderer, template_dirs
 from bot.reply import Choice, Level, Reply, Visibility
 from bot.requestflow import RequestFlow
 from bot.services import Services
@@ -74,10 +73,11 @@ class Bot(RequestFlow):
         self.audit = AuditLog(database)
         self.requests = RequestStore(database)
         self.actions = ActionStore(database)  # command buttons: id -> command line
-        self.claims = Claims(database)  # replica-safe: inbound deliveries, job runs, sends
         self.metrics = Metrics()
+        # Replica-safe claims (inbound deliveries, job runs, sends); conflicts are counted.
+        self.claims = Claims(database, observer=self.metrics)
         self.health = Health()
-        self.renderer = Renderer(self._template_dirs(), config.bot.max_table_rows)
+        self.renderer = Renderer(template_dirs(config), config.bot.max_table_rows)
         self.services = Services()  # handler modules keep their clients here, by type
         self.adapters: dict[str, Any] = {}
         # Adapters that can speak first (bot.messaging.port.Platform), by platform name; each
@@ -141,14 +141,6 @@ class Bot(RequestFlow):
         await self.audit.flush()
         await asyncio.get_running_loop().run_in_executor(None, self.database.close)
 
-    def _template_dirs(self) -> list[Path]:
-        dirs = []
-        if self.config.bot.templates_dir:
-            override = Path(self.config.bot.templates_dir)
-            dirs.append(override if override.is_absolute() else self.config.source_dir / override)
-        dirs += [self.config.source_dir / "templates", SHIPPED_TEMPLATES]
-        return dirs
-
     # ------------------------------------------------------------------ entry points
 
     def lookup(self, text: str) -> CommandSpec | None:
@@ -204,6 +196,17 @@ class Bot(RequestFlow):
             log.exception("routing a thread reply in %s:%s failed", inbound.platform,
                           inbound.channel_id)
             return False
+
+    def record_answered(self, inbound: Inbound, seconds: float, *, failed: bool = False) -> None:
+        """Audit and count a command answered before this bot was created, in ``seconds``
+        (the console's one-shot ``help``, bot/quickhelp.py), as :meth:`handle` would have."""
+        parsed = parse(self.registry, inbound.text)
+        arguments = redact_arguments(parsed.spec, parsed.args, parsed.text)
+        self.audit.record_soon(self.directory.caller(inbound), parsed.spec.key, arguments,
+                               AuditDecision.ALLOWED,
+                               outcome=AuditOutcome.ERROR if failed else AuditOutcome.OK,
+                               duration_ms=seconds * 1000)
+        self.metrics.count_command(parsed.spec.family, AuditDecision.ALLOWED.value, seconds)
 
     async def decide(self, who: Inbound | Caller, request_id: str, choice: Choice,
                      reason: str | None = None, progress: Progress | None = None) -> Outcome:
@@ -263,7 +266,7 @@ class Bot(RequestFlow):
                        plan: Plan | None = None) -> Outcome:
         spec = parsed.spec
         entry_id = None
-        if spec.slow or spec.destructive or request_id:
+        if spec.slow or spec.destructive or request_id or self._replicas_may_take_over():
             # Long or consequential runs are on record before they start.
             entry_id = await self.audit.record(caller, spec.key, arguments, label,
                                                outcome=AuditOutcome.RUNNING, approver=approver,
@@ -355,6 +358,12 @@ class Bot(RequestFlow):
         return self.renderer.render_sync(Reply(
             title="Not allowed", level=Level.DENIED, template="core_denied.j2",
             data={"command": spec.words, "reason": reason, "caller": caller.label}))
+
+    def _replicas_may_take_over(self) -> bool:
+        """A delivery claimed on a database replicas share: audited before it runs, so a
+        replica taking it over (this one stopped) finds it and never runs it again. SQLite
+        has one ``shiftbot run`` per file: nobody takes over, no round trip is added."""
+        return UNDER_CLAIM.get() and self.database.dialect == "postgresql"
 
     def _invocation_id(self) -> str:
         return f"{self._invocation_prefix}-{next(self._invocations):x}"

@@ -43,6 +43,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.pool import StaticPool
 
 from bot import clock
+from bot.dberrors import DatabaseError, SchemaError  # re-exported: db.DatabaseError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -236,14 +237,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "one pending request per person and fingerprint", _migration_6),
 ]
 LATEST = MIGRATIONS[-1][0]
-
-
-class DatabaseError(Exception):
-    """The database cannot be used; the message is one line for the operator."""
-
-
-class SchemaError(DatabaseError):
-    pass
 
 
 def utcnow() -> datetime:

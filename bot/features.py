@@ -29,19 +29,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, func, select, text
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot import db
 from bot.config import Config, Problem, format_path, hint_for
-from bot.db import Database
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from bot.db import Database
     from bot.registry import Registry
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
-Step = Callable[[Connection], None]
+# Declaring a feature loads no SQLAlchemy (handler modules stay cheap to import: console help).
+Step = Callable[["Connection"], None]
 
 # Sections later releases fill in. Configs may carry them empty before their feature exists
 # (``status: {}``); with content, or any other unknown name, they need a loaded feature.
@@ -154,6 +154,11 @@ def _problems(name: str, model: type[BaseModel], exc: ValidationError) -> list[P
 def migrate_features(database: Database, migrations: Sequence[Migrations]) -> None:
     """Bring every feature's schema to its latest step (after the core's, before anything
     runs); each feature's versions are its own. A database newer than a feature is refused."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot import db
+
     try:
         # Two processes on one fresh SQLite file take turns (PostgreSQL: the advisory lock).
         with db.sqlite_migration_lock(database.engine), database.engine.begin() as conn:
@@ -167,6 +172,10 @@ def migrate_features(database: Database, migrations: Sequence[Migrations]) -> No
 
 
 def _migrate_one(conn: Connection, feature: Migrations) -> None:
+    from sqlalchemy import func, select
+
+    from bot import db
+
     table = db.feature_schema
     found = conn.execute(select(func.max(table.c.version))
                          .where(table.c.feature == feature.feature)).scalar() or 0

@@ -13,7 +13,11 @@ run jobs twice, and jobs do not learn their scheduled time). Each job:
 - never overlaps itself: the next instant is chosen after a run ends (instants missed meanwhile
   are skipped, not queued), and each run is cancelled at its deadline (at most the period);
 - logs and counts (``shiftbot_job_runs{job, result}``) a run that raises or overruns, and goes
-  on: nothing a job does stops the scheduler.
+  on: nothing a job does stops the scheduler;
+- measures how late each run it won started after it was due (its instant plus the jitter
+  drawn for it; ``shiftbot_job_lateness_seconds{job}``): a loop blocked by synchronous work, an
+  overloaded host or a slow claim shows there before jobs start missing instants. Another
+  replica's claim on an instant is counted as a conflict by the claims (kind ``job``).
 """
 
 from __future__ import annotations
@@ -96,12 +100,13 @@ class Scheduler:
         while True:
             now = clock.utcnow().timestamp()
             instant = next_instant(now, job.seconds)
-            delay = instant - now + random.uniform(0, job.jitter * job.seconds)
-            await asyncio.sleep(delay)
-            await self.run_once(job, instant)
+            due = instant + random.uniform(0, job.jitter * job.seconds)
+            await asyncio.sleep(due - now)
+            await self.run_once(job, instant, due=due)
 
-    async def run_once(self, job: JobSpec, instant: float) -> str:
-        """Claim and run one instant of ``job``; returns the result it was counted under."""
+    async def run_once(self, job: JobSpec, instant: float, *, due: float | None = None) -> str:
+        """Claim and run one instant of ``job`` (meant to start at ``due``, by default the
+        instant); returns the result it was counted under."""
         try:
             ttl = timedelta(seconds=job.seconds + job.run_deadline) + CLAIM_MARGIN
             if not await self.bot.claims.claim(claim_key(job, instant), ttl):
@@ -109,6 +114,7 @@ class Scheduler:
         except Exception:
             log.exception("job %s: cannot claim its run; skipped", job.name)
             return self._count(job, UNCLAIMED)
+        self._lateness(job, instant if due is None else due)
         token = _instant.set(datetime.fromtimestamp(instant, UTC))
         try:
             async with asyncio.timeout(job.run_deadline):
@@ -122,6 +128,13 @@ class Scheduler:
         finally:
             _instant.reset(token)
         return self._count(job, OK)
+
+    def _lateness(self, job: JobSpec, due: float) -> None:
+        late = max(0.0, clock.utcnow().timestamp() - due)  # < 0: the clock stepped back
+        self.bot.metrics.observe_lateness(job.name, late)
+        if late >= job.seconds:  # a whole period: the instants after it were skipped
+            log.warning("job %s started %.1f s late (every %g s): event loop blocked, host "
+                        "suspended or claim slow", job.name, late, job.seconds)
 
     def _count(self, job: JobSpec, result: str) -> str:
         self.counts[(job.name, result)] += 1

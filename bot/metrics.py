@@ -21,6 +21,7 @@ from bot import __version__
 
 if TYPE_CHECKING:
     from bot.core import Bot
+    from bot.readiness import Readiness
 
 log = logging.getLogger(__name__)
 SAMPLE_SECONDS = 15.0
@@ -119,8 +120,10 @@ class Metrics:
             ["check", "level"], registry=self.registry,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
         )
+        self._operations()
         self.samplers: list[Sampler] = []
         self.watching = False  # watch_operations() ran
+        self._attempts: Counter | None = None  # shiftbot_mattermost_reconnects, on first use
         # labels() takes a lock and builds a key each call; commands are counted on every reply
         self._counted: dict[tuple[str, str], Counter] = {}
         self._timed: dict[str, Histogram] = {}
@@ -140,8 +143,71 @@ class Metrics:
                 histogram = self._timed[family] = self.latency.labels(family=family)
             histogram.observe(seconds)
 
+    def _operations(self) -> None:
+        """Sockets, inbound claims, claim conflicts, scheduler lag (docs/operations.md)."""
+        self.platform_connected = Gauge(
+            "shiftbot_platform_connected", "1 while /readyz counts the platform connected "
+            "(its socket works, or reconnects within its grace; Slack HTTP mode: serving)",
+            ["platform"], registry=self.registry,
+        )
+        self.platform_reconnects = Counter(
+            "shiftbot_platform_reconnects", "New working socket connections after the first, "
+            "by platform", ["platform"], registry=self.registry,
+        )
+        self.inbound_claims = Counter(
+            "shiftbot_inbound_claims", "Inbound deliveries by claim result: claimed, duplicate, "
+            "takeover, error (not run: the claim could not be asked)",
+            ["platform", "result"], registry=self.registry,
+        )
+        self.claim_conflicts = Counter(
+            "shiftbot_claim_conflicts", "Claims (job runs, send leases, locks) found held by "
+            "another process, and held claims lost to one, by key kind",
+            ["kind"], registry=self.registry,
+        )
+        self.job_lateness = Histogram(
+            "shiftbot_job_lateness_seconds", "How late periodic job runs started after they "
+            "were due (their instant plus jitter), by job", ["job"], registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+        )
+
     def count_job(self, job: str, result: str) -> None:
         self.job_runs.labels(job=job, result=result).inc()
+
+    def observe_lateness(self, job: str, seconds: float) -> None:
+        self.job_lateness.labels(job=job).observe(seconds)
+
+    # bot.messaging.claims.ClaimObserver: the claims report here once watch_operations ran.
+    def inbound_claim(self, platform: str, result: str) -> None:
+        self.inbound_claims.labels(platform=platform, result=result).inc()
+
+    def claim_conflict(self, kind: str) -> None:
+        self.claim_conflicts.labels(kind=kind).inc()
+
+    def track_platform(self, platform: str) -> None:
+        """Show an enabled platform's series (at 0) before anything happened on it: a rate()
+        over a series that appears only at its first event misses that event."""
+        from bot.messaging.claims import INBOUND_RESULTS
+
+        self.platform_connected.labels(platform=platform)
+        self.platform_reconnects.labels(platform=platform)
+        for result in INBOUND_RESULTS:
+            self.inbound_claims.labels(platform=platform, result=result)
+
+    def set_connected(self, connected: dict[str, bool]) -> None:
+        for platform, up in connected.items():
+            self.platform_connected.labels(platform=platform).set(1 if up else 0)
+
+    def count_reconnect(self, platform: str) -> None:
+        self.platform_reconnects.labels(platform=platform).inc()
+
+    def connection_attempts(self) -> Counter:
+        """``shiftbot_mattermost_reconnects_total`` (attempts after the first, an outage's
+        retries included): created by the Mattermost adapter, so only bots with one show it."""
+        if self._attempts is None:
+            self._attempts = Counter("shiftbot_mattermost_reconnects",
+                                     "Mattermost socket connection attempts after the first",
+                                     registry=self.registry)
+        return self._attempts
 
     def exposition(self) -> bytes:
         for sampler in self.samplers:
@@ -149,13 +215,19 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def watch_operations(bot: Bot, interval: float = SAMPLE_SECONDS) -> None:
+def watch_operations(bot: Bot, interval: float = SAMPLE_SECONDS, *,
+                     readiness: Readiness | None = None) -> None:
     """Sample the alerts inbox (when the alerts feature is loaded) and the scheduler's lag
-    into ``bot.metrics`` (``/metrics``); the outbox is sampled by the notices already."""
+    into ``bot.metrics`` (``/metrics``); the outbox is sampled by the notices already. The
+    claims report to it from now on (inbound results, conflicts); with ``readiness``, the
+    enabled platforms' connection gauges follow its verdicts."""
     metrics = bot.metrics
     if metrics.watching:  # once per bot, whoever calls it first
         return
     metrics.watching = True
+    bot.claims.observer = metrics
+    if readiness is not None:
+        _watch_platforms(metrics, readiness)
     if any(m.feature == "alerts" for m in bot.registry.migrations):
         async def inbox() -> None:
             depth, oldest = await bot.database.run(_inbox_stats)
@@ -167,6 +239,17 @@ def watch_operations(bot: Bot, interval: float = SAMPLE_SECONDS) -> None:
         metrics.schedule_pass_age.set_function(lambda: _schedule_pass_age(bot))
     else:
         metrics.schedule_pass_age.set(-1)
+
+
+def _watch_platforms(metrics: Metrics, readiness: Readiness) -> None:
+    for name in readiness.platforms():
+        metrics.track_platform(name)
+
+    async def connected() -> None:
+        await readiness.platform_verdicts()  # sets the gauges, as each /readyz does
+
+    # The probes read adapter state in memory (no I/O): a fresh sample for every scrape.
+    metrics.samplers.append(Sampler("platforms", connected, interval=0))
 
 
 def _inbox_stats(conn: Any) -> tuple[int, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot import __version__
 from bot.config import Config
 from bot.secrets import install_log_masking, masker
 
@@ -40,12 +39,14 @@ def init_sentry(config: Config, transport: Any = None) -> bool:
     from sentry_sdk.integrations.logging import LoggingIntegration
     from sentry_sdk.integrations.stdlib import StdlibIntegration
 
+    import bot
+
     options: dict[str, Any] = {}
     if transport is not None:
         options["transport"] = transport
     sentry_sdk.init(
         dsn=config.bot.sentry_dsn.get_secret_value(),
-        release=f"shiftbot@{__version__}",
+        release=f"shiftbot@{bot.__version__}",
         environment=config.bot.environment,
         integrations=[
             LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.commands import CommandSpec
-from bot.pending import MessageRef
+from bot.messaging.port import MessageRef
 from bot.reply import Level, Reply
 
 Progress = Callable[[str], Awaitable[None]]

@@ -10,7 +10,8 @@ Ready when every component is:
   knows. Newer means another replica upgraded the database: this one must be upgraded too;
   older means the database was replaced (a restore) after this process migrated it;
 * one component per enabled platform (``slack``, ``mattermost``): the adapter's own liveness
-  (its watchdog's grace included), as ``/healthz`` shows it; missing until the adapter started;
+  (its watchdog's grace included), as ``/healthz`` shows it; missing until the adapter started.
+  ``/metrics`` shows the same verdicts (``shiftbot_platform_connected``);
 * ``outbox``: the notices probe (``notices.unhealthy_after_seconds``); not asked when the
   database is not ready (it would only queue behind the hanging query).
 
@@ -143,12 +144,18 @@ class Readiness:
                 if section is not None and section.enabled]
 
     async def report(self) -> Report:
-        database_and_after, *platforms = await asyncio.gather(
-            self._database_and_after(),
-            *(self._component(name, name) for name in self.platforms()))
-        components = dict(database_and_after)
-        components.update(zip(self.platforms(), platforms, strict=True))
-        return Report(components)
+        database_and_after, platforms = await asyncio.gather(
+            self._database_and_after(), self.platform_verdicts())
+        return Report({**database_and_after, **platforms})
+
+    async def platform_verdicts(self) -> dict[str, Verdict]:
+        """Each enabled platform's verdict; ``shiftbot_platform_connected`` is set from it
+        (here and nowhere else: /metrics says what /readyz says)."""
+        names = self.platforms()
+        verdicts = await asyncio.gather(*(self._component(name, name) for name in names))
+        found = dict(zip(names, verdicts, strict=True))
+        self.bot.metrics.set_connected({name: v.ready for name, v in found.items()})
+        return found
 
     async def _database_and_after(self) -> dict[str, Verdict]:
         database, versions = await self._database()
@@ -199,7 +206,8 @@ def attach_readiness(bot: Bot, http: HttpServer) -> Readiness:
 
     readiness = Readiness(bot)
     http.readiness = readiness
-    watch_operations(bot)  # the /metrics gauges that need the bot (alerts inbox, scheduler)
+    # the /metrics gauges that need the bot (alerts inbox, scheduler, platforms' connections)
+    watch_operations(bot, readiness=readiness)
     return readiness
 
 

@@ -48,6 +48,9 @@ class Registry:
         self.sections: dict[str, ConfigSection[Any]] = {}
         self.migrations: list[Migrations] = []
         self.config_checks: list[tuple[str, ConfigCheck]] = []
+        # Roles a module's role provider may grant at check time (``PROVIDES_ROLES``): what
+        # help answered before the handlers start must know may change (bot/quickhelp.py).
+        self.provided_roles: set[str] = set()
 
     def add(self, spec: CommandSpec) -> None:
         family = self.families.setdefault(spec.family, FamilyEntry(spec.family, spec.summary))
@@ -102,6 +105,7 @@ class Registry:
                 raise RegistryError(f"{module.__name__}: migrations of feature "
                                     f"'{migrations.feature}' are declared twice")
             self.migrations.append(migrations)
+        self.provided_roles.update(getattr(module, "PROVIDES_ROLES", ()))
         check = getattr(module, "check_config", None)
         if callable(check):
             self.config_checks.append((module.__name__, check))

@@ -17,12 +17,17 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
-
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from typing import TYPE_CHECKING
 
 from bot.markup import Dialect, code, code_block, resolve, user, visible
 from bot.reply import Level, Reply, Table
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+    from bot.config import Config
 
 
 def _shipped_templates() -> Path:
@@ -34,6 +39,17 @@ def _shipped_templates() -> Path:
 
 
 SHIPPED_TEMPLATES = _shipped_templates()
+
+
+def template_dirs(config: Config) -> list[Path]:
+    """Where templates are looked up, first match wins: ``bot.templates_dir``, the config's
+    ``templates/``, the shipped ones."""
+    dirs = []
+    if config.bot.templates_dir:
+        override = Path(config.bot.templates_dir)
+        dirs.append(override if override.is_absolute() else config.source_dir / override)
+    return [*dirs, config.source_dir / "templates", SHIPPED_TEMPLATES]
+
 # Rendering a template with this many table rows or more goes to a thread (never block the loop).
 OFF_LOOP_ROWS = 500
 
@@ -50,7 +66,13 @@ class Renderer:
     def __init__(self, directories: list[Path], max_table_rows: int = 40) -> None:
         self.directories = [d for d in directories if d.is_dir()]
         self.max_table_rows = max_table_rows
-        self.env = Environment(
+
+    @cached_property
+    def env(self) -> Environment:
+        """Jinja2, loaded at the first template: replies without one (help) never need it."""
+        from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+
+        env = Environment(
             loader=ChoiceLoader([FileSystemLoader(str(d)) for d in self.directories]),
             autoescape=False,  # chat text, not HTML
             undefined=StrictUndefined,
@@ -58,9 +80,10 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
-        self.env.filters["duration"] = format_duration
-        self.env.filters["user"] = user  # inline user text, escaped per dialect by render_text
-        self.env.filters["code"] = code  # user text as a code span nothing inside can close
+        env.filters["duration"] = format_duration
+        env.filters["user"] = user  # inline user text, escaped per dialect by render_text
+        env.filters["code"] = code  # user text as a code span nothing inside can close
+        return env
 
     def render_sync(self, reply: Reply) -> Reply:
         table = reply.table.truncated(self.max_table_rows) if reply.table else None
@@ -68,6 +91,8 @@ class Renderer:
             return reply.masked()  # nothing to render (most replies): no copy
         text = reply.text
         if reply.template:
+            from jinja2 import TemplateNotFound
+
             try:
                 template = self.env.get_template(reply.template)
             except TemplateNotFound:

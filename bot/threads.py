@@ -15,14 +15,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import Connection, select
-
-from bot import db
 from bot.hooks import ThreadContext
 from bot.identity import Inbound
 from bot.reply import Reply
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from bot.core import Bot
 
 log = logging.getLogger(__name__)
@@ -38,6 +37,10 @@ class ThreadOwner(NamedTuple):
 def owner_of(conn: Connection, platform: str, channel_id: str,
              message_id: str) -> ThreadOwner | None:
     """The feature that owns the thread rooted at ``message_id`` (a notice's message)."""
+    from sqlalchemy import select
+
+    from bot import db
+
     deliveries, notices = db.notice_deliveries, db.notices
     row = conn.execute(
         select(notices.c.owner, notices.c.key)

@@ -15,26 +15,43 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot import clock
-from bot.alerts import inbox, issues, poll, tables, views
-from bot.alerts import tasks as alert_tasks
-from bot.alerts.config import ALERTS, SENTRY, AlertsConfig
-from bot.alerts.issues import IGNORED, RESOLVED, IssueRow
-from bot.alerts.posting import buttons, reply_level, title_of
-from bot.alerts.service import AlertsService
-from bot.alerts.simulate import simulate_reply
+from bot.alerts.config import ALERTS, POLL_TICK_SECONDS, SENTRY, AlertsConfig
 from bot.commands import Arg, CommandError, Context, Family, Opt, command, every, route
 from bot.config import Config, Problem
 from bot.features import Migrations
+from bot.lazy import lazy_module
 from bot.markup import user
 from bot.reply import Level, Reply, Visibility
 
 if TYPE_CHECKING:  # the HTTP server's types: `console -c help` loads no aiohttp
     from aiohttp import web
+    from sqlalchemy import Connection
+
+    from bot.alerts.issues import IssueRow
+    from bot.alerts.service import AlertsService
+
+# The feature's implementation loads at first use: listing commands (help) imports this
+# module and must not load SQLAlchemy or Jinja2 (bot/lazy.py).
+inbox = lazy_module("bot.alerts.inbox")
+issues = lazy_module("bot.alerts.issues")
+poll = lazy_module("bot.alerts.poll")
+posting = lazy_module("bot.alerts.posting")
+alerts_service = lazy_module("bot.alerts.service")
+simulation = lazy_module("bot.alerts.simulate")
+tables = lazy_module("bot.alerts.tables")
+alert_tasks = lazy_module("bot.alerts.tasks")
+views = lazy_module("bot.alerts.views")
 
 FAMILY = Family("alerts", "Sentry alerts: list, show, tickets, resolve", order=18)
 CONFIG = ALERTS
+
+
+def _create_tables(conn: Connection) -> None:  # a function: reading tables.* loads SQLAlchemy
+    tables.create_tables(conn)
+
+
 MIGRATIONS = Migrations("alerts", [(1, "alerts inbox, issues, tickets, tasks, storms",
-                                    tables.create_tables)])
+                                    _create_tables)])
 
 ID_PATTERN = r"[A-Za-z0-9_.:-]{1,120}"
 LISTED = 30
@@ -46,9 +63,9 @@ SENTRY_CALL_TIMEOUT = 30.0
 
 
 def service_of(bot: Any) -> AlertsService:
-    service: AlertsService | None = bot.services.get(AlertsService)
+    service: AlertsService | None = bot.services.get(alerts_service.AlertsService)
     if service is None:  # a bot built without the handlers' startup (one-shot tools)
-        service = bot.services.add(AlertsService(bot))
+        service = bot.services.add(alerts_service.AlertsService(bot))
     return service
 
 
@@ -57,7 +74,7 @@ async def startup(bot: Any) -> None:
 
 
 async def shutdown(bot: Any) -> None:
-    service = bot.services.pop(AlertsService)
+    service = bot.services.pop(alerts_service.AlertsService)
     if service is not None:
         await service.close()
 
@@ -85,7 +102,7 @@ async def drain_backstop(bot: Any) -> None:
     service.kick()
 
 
-@every(poll.TICK_SECONDS, name="alerts.poll", jitter=0.2)
+@every(POLL_TICK_SECONDS, name="alerts.poll", jitter=0.2)
 async def poll_sentry(bot: Any) -> None:
     """Poll the projects of ``sentry.poll.projects`` whose interval came round."""
     service = service_of(bot)
@@ -182,9 +199,9 @@ async def show(ctx: Context) -> Reply:
     issue = await _issue(ctx)
     ticket = await ctx.bot.database.run(service_of(ctx.bot).tickets.ticket_of, issue.subject)
     data = views.show_data(issue, ticket, ctx.bot.config.bot.timezone, clock.utcnow())
-    return Reply(template="alerts_show.j2", data=data, title=title_of(issue),
-                 level=reply_level(issue.level, issue.status),
-                 actions=buttons(issue, ticket_url=data["ticket"]))
+    return Reply(template="alerts_show.j2", data=data, title=posting.title_of(issue),
+                 level=posting.reply_level(issue.level, issue.status),
+                 actions=posting.buttons(issue, ticket_url=data["ticket"]))
 
 
 @command("alerts pending", summary="Deliveries not processed yet and calls waiting for a retry",
@@ -258,7 +275,7 @@ async def _set_status(ctx: Context, status: str) -> Reply:
                                                 help="Sentry's issue id or short id")],
          examples=["alerts resolve GWCELERY-1Z"], slow=True, timeout=SENTRY_CALL_TIMEOUT)
 async def resolve(ctx: Context) -> Reply:
-    return await _set_status(ctx, RESOLVED)
+    return await _set_status(ctx, issues.RESOLVED)
 
 
 @command("alerts ignore", summary="Ignore a Sentry issue (in Sentry and here)",
@@ -266,7 +283,7 @@ async def resolve(ctx: Context) -> Reply:
                                                help="Sentry's issue id or short id")],
          examples=["alerts ignore GWCELERY-1Z"], slow=True, timeout=SENTRY_CALL_TIMEOUT)
 async def ignore(ctx: Context) -> Reply:
-    return await _set_status(ctx, IGNORED)
+    return await _set_status(ctx, issues.IGNORED)
 
 
 @command("alerts simulate",
@@ -290,4 +307,4 @@ async def ignore(ctx: Context) -> Reply:
          examples=["alerts simulate", "alerts simulate event --level fatal",
                    "alerts simulate regress --id GWCELERY-1Z"])
 async def simulate(ctx: Context) -> Reply:
-    return await simulate_reply(ctx, service_of(ctx.bot))
+    return await simulation.simulate_reply(ctx, service_of(ctx.bot))

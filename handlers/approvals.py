@@ -7,12 +7,15 @@ what a person may decide both ask it.
 
 from __future__ import annotations
 
+from bot.clock import utcnow
 from bot.commands import Arg, Context, Family, command
-from bot.db import utcnow
-from bot.pending import Kind
+from bot.lazy import lazy_module
 from bot.render import format_duration
 from bot.reply import Choice, Reply, Table
 from bot.timefmt import format_clock
+
+# Loaded at first use: listing the commands (help) must not load SQLAlchemy (bot/lazy.py).
+pending = lazy_module("bot.pending")
 
 FAMILY = Family("approvals", "Confirmations and approvals", order=90)
 
@@ -34,7 +37,7 @@ async def approvals(ctx: Context) -> Reply:
     for request in await ctx.bot.requests.list_pending():
         if request.expired:
             continue
-        choice = Choice.CONFIRM if request.kind == Kind.CONFIRM else Choice.APPROVE
+        choice = Choice.CONFIRM if request.kind == pending.Kind.CONFIRM else Choice.APPROVE
         if not ctx.bot.gate.may_decide(ctx.caller, request, choice).allowed:
             continue
         what = ("confirm (yours)" if choice == Choice.CONFIRM

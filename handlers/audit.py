@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.audit import AuditDecision, AuditEntry, AuditPage
 from bot.commands import Context, Family, Opt, command
+from bot.lazy import lazy_module
 from bot.markup import code, user
 from bot.reply import Reply, Table
 from bot.timefmt import format_local, zone_name
+
+if TYPE_CHECKING:
+    from bot.audit import AuditEntry, AuditPage
+
+# Loaded at first use: listing the commands (help) must not load SQLAlchemy (bot/lazy.py).
+audit_log = lazy_module("bot.audit")
 
 FAMILY = Family("audit", "The audit trail", order=80)
 
@@ -155,7 +161,7 @@ def _what(entry: AuditEntry) -> str:
 def _decision(entry: AuditEntry) -> str:
     if entry.refused_choice is not None:
         text = "refused"
-    elif entry.approver and entry.decision == AuditDecision.DENIED_BY_APPROVER:
+    elif entry.approver and entry.decision == audit_log.AuditDecision.DENIED_BY_APPROVER:
         text = f"denied by {entry.approver}"
     elif entry.approver:
         text = f"{entry.decision} by {entry.approver}"

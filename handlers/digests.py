@@ -10,24 +10,39 @@ now`` posts it. The queue snapshots are taken by the ``digests.snapshot`` job.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import clock
 from bot.commands import CommandError, Context, Family, command, every
 from bot.config import Config, Problem
-from bot.digests import store
 from bot.digests.config import DigestsConfig
-from bot.digests.service import DigestService
-from bot.digests.source import DigestSource
 from bot.features import ConfigSection, Migrations
+from bot.lazy import lazy_module
 from bot.reply import Level, Reply, Visibility
 from bot.schedule.model import instant_text
-from bot.schedule.service import service_of as schedule_of
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from bot.digests.service import DigestService
+
+# The feature's implementation loads at first use: listing commands (help) imports this
+# module and must not load SQLAlchemy (bot/lazy.py).
+digest_service = lazy_module("bot.digests.service")
+digest_source = lazy_module("bot.digests.source")
+schedule_service = lazy_module("bot.schedule.service")
+store = lazy_module("bot.digests.store")
 
 FAMILY = Family("digest", "Shift digests: what happened since the last one", order=21)
 CONFIG = ConfigSection("digests", DigestsConfig)
+
+
+def _create_tables(conn: Connection) -> None:
+    store.create_tables(conn)
+
+
 MIGRATIONS = Migrations("digests", [(1, "sent digests and HTCondor queue snapshots",
-                                     store.create_tables)])
+                                     _create_tables)])
 PREVIEW_CHART = "digest-preview.png"
 
 
@@ -36,7 +51,8 @@ def settings_of(config: Config) -> DigestsConfig:
 
 
 def service_of(bot: Any) -> DigestService:
-    return bot.services.ensure(DigestService, lambda: DigestService(bot, settings_of(bot.config)))
+    return bot.services.ensure(digest_service.DigestService,
+                               lambda: digest_service.DigestService(bot, settings_of(bot.config)))
 
 
 # ------------------------------------------------------------------------ lifecycle
@@ -46,13 +62,13 @@ async def startup(bot: Any) -> None:
     service = service_of(bot)
     if service.settings.channel is None:
         return  # preview only: nothing is scheduled
-    source = DigestSource(service)
+    source = digest_source.DigestSource(service)
     if source.series():
-        schedule_of(bot).register(source)
+        schedule_service.service_of(bot).register(source)
 
 
 async def shutdown(bot: Any) -> None:
-    service = bot.services.get(DigestService)
+    service = bot.services.get(digest_service.DigestService)
     if service is not None and service.made_condor:
         from bot.condor.service import CondorService
 

@@ -14,28 +14,51 @@ thread is a marker the hook handles.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import clock
 from bot.commands import Arg, CommandError, Context, Family, command, every
 from bot.config import Config, Problem
 from bot.features import ConfigSection, Migrations
 from bot.hooks import ThreadContext, on_thread_reply
+from bot.lazy import lazy_module
 from bot.markup import user
-from bot.meetings import reports, store, tickets
 from bot.meetings.config import MeetingsConfig, SeriesSpec
-from bot.meetings.ical import Feeds
-from bot.meetings.source import MeetingsSource
 from bot.reply import Level, Reply, Visibility
 from bot.schedule.local import to_utc
-from bot.schedule.service import service_of
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from bot.meetings.ical import Feeds
+    from bot.meetings.store import Report
+
+# The feature's implementation loads at first use: listing commands (help) imports this
+# module and must not load SQLAlchemy (bot/lazy.py).
+ical = lazy_module("bot.meetings.ical")
+meetings_source = lazy_module("bot.meetings.source")
+reports = lazy_module("bot.meetings.reports")
+schedule_service = lazy_module("bot.schedule.service")
+store = lazy_module("bot.meetings.store")
+tickets = lazy_module("bot.meetings.tickets")
 
 FAMILY = Family("report", "Meeting reports: close, show, action items, tickets", order=19)
 CONFIG = ConfigSection("meetings", MeetingsConfig)
+
+
+def _create_tables(conn: Connection) -> None:
+    store.create_tables(conn)
+
+
+def _add_edit_columns(conn: Connection) -> None:
+    store.add_edit_columns(conn)
+
+
 MIGRATIONS = Migrations("meetings", [(1, "meeting reports, items, tickets, feeds",
-                                      store.create_tables),
+                                      _create_tables),
                                      (2, "who edited a report item, and its text before",
-                                      store.add_edit_columns)])
+                                      _add_edit_columns)])
+
 DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
 MEETING_ARGS = [Arg("meeting", help="the meeting series (meetings.series[].name)"),
                 Arg("date", required=False, pattern=DATE_PATTERN,
@@ -51,15 +74,15 @@ def settings_of(bot: Any) -> MeetingsConfig:
 
 def feeds_of(bot: Any) -> Feeds:
     settings = settings_of(bot)
-    return bot.services.ensure(Feeds, lambda: Feeds(
+    return bot.services.ensure(ical.Feeds, lambda: ical.Feeds(
         bot, timedelta(minutes=settings.feed_refresh_minutes), settings.feed_timeout_seconds))
 
 
 async def startup(bot: Any) -> None:
     settings = settings_of(bot)
     if settings.series:
-        source = MeetingsSource(settings, clock.utcnow(), feeds_of(bot))
-        service_of(bot).register(source)
+        source = meetings_source.MeetingsSource(settings, clock.utcnow(), feeds_of(bot))
+        schedule_service.service_of(bot).register(source)
 
 
 @every(60, name="meetings.feeds", jitter=0.2)
@@ -123,7 +146,7 @@ def _series(ctx: Context) -> SeriesSpec:
     return spec
 
 
-async def _report(ctx: Context) -> tuple[SeriesSpec, store.Report]:
+async def _report(ctx: Context) -> tuple[SeriesSpec, Report]:
     """The report of MEETING [DATE] (default: its latest)."""
     spec = _series(ctx)
     start = end = None

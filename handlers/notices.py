@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import uuid
 
+from bot.clock import utcnow
 from bot.commands import Arg, CommandError, Context, Family, Opt, command
-from bot.db import utcnow
 from bot.markup import user
 from bot.messaging.port import TransientError
 from bot.render import format_duration

@@ -16,16 +16,15 @@ when it ends, a pipeline's too.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.commands import PERMISSION_VALUE, Arg, Context, Family, Plan, command, every
 from bot.config import Config, Problem
 from bot.features import ConfigSection, Migrations
 from bot.integrations.gitlab import GITLAB
+from bot.lazy import lazy_module
 from bot.markup import user
 from bot.reply import Reply
-from bot.restart import follow, store
-from bot.restart.actions import CondorAction, resolve_program
 from bot.restart.config import (
     CommandTarget,
     CondorResubmitTarget,
@@ -33,14 +32,32 @@ from bot.restart.config import (
     ParamSpec,
 )
 from bot.restart.config import RestartConfig as RestartConfig
-from bot.restart.replies import list_reply
-from bot.restart.runners import minimal_environment
-from bot.restart.service import RestartService, condor_context
 from bot.timefmt import format_clock
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from bot.restart.service import RestartService
+    from bot.restart.store import Run
+
+# The feature's implementation loads at first use: listing commands (help) imports this
+# module and must not load SQLAlchemy (bot/lazy.py).
+actions = lazy_module("bot.restart.actions")
+follow = lazy_module("bot.restart.follow")
+replies = lazy_module("bot.restart.replies")
+runners = lazy_module("bot.restart.runners")
+restart_service = lazy_module("bot.restart.service")
+store = lazy_module("bot.restart.store")
 
 FAMILY = Family("restart", "Restart services (configured targets)", order=25)
 CONFIG = ConfigSection("restart", RestartConfig)
-MIGRATIONS = Migrations("restart", [(1, "restart runs", store.create_tables)])
+
+
+def _create_tables(conn: Connection) -> None:  # a function: reading store.* loads SQLAlchemy
+    store.create_tables(conn)
+
+
+MIGRATIONS = Migrations("restart", [(1, "restart runs", _create_tables)])
 
 # The backstop deadline: a command target runs at most 600 s, a request 120 s, a resubmit
 # condor.resubmit_wait_seconds (at most 600 s) plus the submit; a pipeline is followed in the
@@ -52,10 +69,11 @@ COMMAND_TIMEOUT = 900.0
 
 
 def service_of(bot: Any) -> RestartService:
-    service: RestartService | None = bot.services.get(RestartService)
+    service: RestartService | None = bot.services.get(restart_service.RestartService)
     if service is None:  # a bot built without the handlers' startup (one-shot tools)
-        service = bot.services.add(RestartService(bot, CONFIG.of(bot.config) or RestartConfig(),
-                                                  GITLAB.of(bot.config)))
+        settings = CONFIG.of(bot.config) or RestartConfig()
+        service = bot.services.add(restart_service.RestartService(bot, settings,
+                                                                  GITLAB.of(bot.config)))
     return service
 
 
@@ -64,7 +82,7 @@ async def startup(bot: Any) -> None:
 
 
 async def shutdown(bot: Any) -> None:
-    service = bot.services.pop(RestartService)
+    service = bot.services.pop(restart_service.RestartService)
     if service is not None:
         await service.close()
 
@@ -115,8 +133,8 @@ def _grant_problems(section: RestartConfig, config: Config) -> list[Problem]:
 
 
 def _program_problems(path: str, target: CommandTarget, config: Config) -> list[Problem]:
-    env = minimal_environment(dict(target.environment))
-    if resolve_program(target.argv[0], config.source_dir, env.get("PATH")) is None:
+    env = runners.minimal_environment(dict(target.environment))
+    if actions.resolve_program(target.argv[0], config.source_dir, env.get("PATH")) is None:
         return [Problem(f"{path}.argv[0]", f"'{target.argv[0]}' is not an executable file",
                         "an absolute path, a path relative to the config file, or a program "
                         "in PATH")]
@@ -171,8 +189,8 @@ async def plan_restart(ctx: Context) -> Plan:
     await service.check_available(name, prepared.cooldown)
     summary, details = prepared.summary, list(prepared.details)
     targets = {prepared.fingerprint}
-    if isinstance(prepared.action, CondorAction):
-        condor = condor_context(ctx, prepared.action)
+    if isinstance(prepared.action, actions.CondorAction):
+        condor = restart_service.condor_context(ctx, prepared.action)
         assert condor.spec.plan is not None  # condor_context checks it
         inner = await condor.spec.plan(condor)
         summary = f"restarts {name}: {inner.summary}"
@@ -222,7 +240,7 @@ async def listing(ctx: Context) -> Reply:
             "last": _last(last, zone) if last else None,
             "state": await _state(service, name, service.config.cooldown(target)),
         })
-    return list_reply(entries)
+    return replies.list_reply(entries)
 
 
 def _param(name: str, spec: ParamSpec) -> str:
@@ -232,7 +250,7 @@ def _param(name: str, spec: ParamSpec) -> str:
     return f"{name}={allowed}" + (f" ({'; '.join(extra)})" if extra else "")
 
 
-def _last(run: store.Run, zone: str) -> str:
+def _last(run: Run, zone: str) -> str:
     who = run.person or run.platform_user
     text = f"{format_clock(run.started_at, zone)} by {who}: {run.status}"
     if run.detail:

@@ -10,25 +10,40 @@ and its wake-ups run in :class:`bot.schedule.service.ScheduleService`.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import clock
 from bot.commands import Arg, CommandError, Context, Family, Opt, command, every
 from bot.config import Config, Problem
 from bot.features import ConfigSection, Migrations
+from bot.lazy import lazy_module
 from bot.markup import user
 from bot.reply import Level, Reply, Table, Visibility
-from bot.schedule import store
-from bot.schedule.announcements import Announcements
 from bot.schedule.config import ScheduleConfig
-from bot.schedule.model import Occurrence
-from bot.schedule.service import ScheduleService, service_of
 from bot.timefmt import format_local
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from bot.schedule.model import Occurrence
+    from bot.schedule.service import ScheduleService
+
+# The feature's implementation loads at first use: listing commands (help) imports this
+# module and must not load SQLAlchemy (bot/lazy.py).
+announcements = lazy_module("bot.schedule.announcements")
+schedule_service = lazy_module("bot.schedule.service")
+store = lazy_module("bot.schedule.store")
 
 FAMILY = Family("schedule", "Scheduled announcements, reminders and digests", order=18)
 CONFIG = ConfigSection("schedule", ScheduleConfig)
+
+
+def _create_tables(conn: Connection) -> None:
+    store.create_tables(conn)
+
+
 MIGRATIONS = Migrations("schedule", [(1, "scheduled occurrences, pauses, the planner's mark",
-                                      store.create_tables)])
+                                      _create_tables)])
 
 LISTED = 30  # occurrences `schedule list` shows at most
 MISSED_LISTED = 50
@@ -38,17 +53,17 @@ MISSED_LISTED = 50
 
 
 async def startup(bot: Any) -> None:
-    service = service_of(bot)
+    service = schedule_service.service_of(bot)
     settings = CONFIG.of(bot.config) or ScheduleConfig()
     if settings.announcements:
-        service.register(Announcements(settings.announcements, bot.config.bot.timezone,
-                                       clock.utcnow()))
+        service.register(announcements.Announcements(
+            settings.announcements, bot.config.bot.timezone, clock.utcnow()))
     await service.start()
 
 
 async def shutdown(bot: Any) -> None:
     # Kept in bot.services (closed): nothing wakes up any more.
-    service = bot.services.get(ScheduleService)
+    service = bot.services.get(schedule_service.ScheduleService)
     if service is not None:
         await service.close()
 
@@ -56,7 +71,7 @@ async def shutdown(bot: Any) -> None:
 @every(3600, name="schedule.prune", jitter=0.1)
 async def prune(bot: Any) -> None:
     """Forget recorded occurrences older than ``schedule.keep_days``."""
-    await service_of(bot).prune()
+    await schedule_service.service_of(bot).prune()
 
 
 def check_config(config: Config) -> list[Problem]:
@@ -122,7 +137,7 @@ def _list_row(occ: Occurrence, zone: str, paused: set[str]) -> list[str]:
     examples=["schedule list", "schedule list --days 14 --series shift-report"],
 )
 async def list_(ctx: Context) -> Reply:
-    service = service_of(ctx.bot)
+    service = schedule_service.service_of(ctx.bot)
     series = _series(service, ctx.args["series"]) if ctx.args["series"] else None
     until = clock.utcnow() + timedelta(days=ctx.args["days"])
     occs = [o for o in await service.upcoming(until) if series in (None, o.series)]
@@ -174,7 +189,7 @@ async def missed(ctx: Context) -> Reply:
     examples=["schedule pause shift-report christmas break"],
 )
 async def pause(ctx: Context) -> Reply:
-    service = service_of(ctx.bot)
+    service = schedule_service.service_of(ctx.bot)
     name = _series(service, ctx.args["name"])
     who, reason = ctx.caller.label, _reason(ctx)
     if not await ctx.bot.database.run(store.pause, name, who, clock.utcnow(), reason):
@@ -190,7 +205,7 @@ async def pause(ctx: Context) -> Reply:
     examples=["schedule resume shift-report"],
 )
 async def resume(ctx: Context) -> Reply:
-    service = service_of(ctx.bot)
+    service = schedule_service.service_of(ctx.bot)
     name = _series(service, ctx.args["name"])
     lifted = await ctx.bot.database.run(store.resume, name)
     if lifted is None:

@@ -12,27 +12,47 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import clock
 from bot.commands import Arg, CommandError, Context, Family, Opt, command, every
 from bot.config import Config, Problem
 from bot.features import ConfigSection, Migrations
+from bot.lazy import lazy_module
 from bot.markup import user
 from bot.reply import Reply
-from bot.schedule.service import service_of as schedule_of
-from bot.shifts import store, views
 from bot.shifts.config import ShiftsConfig
-from bot.shifts.dates import BadDate, parse_day, parse_instant, parse_week
-from bot.shifts.service import ROLE, ShiftError, ShiftService, handover_key
-from bot.shifts.source import ShiftSource
+from bot.shifts.roles import ROLE
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from bot.shifts.service import ShiftService
+
+# The feature's implementation loads at first use: listing commands (help) imports this
+# module and must not load SQLAlchemy (bot/lazy.py).
+dates = lazy_module("bot.shifts.dates")
+schedule_service = lazy_module("bot.schedule.service")
+shift_service = lazy_module("bot.shifts.service")
+shift_source = lazy_module("bot.shifts.source")
+store = lazy_module("bot.shifts.store")
+views = lazy_module("bot.shifts.views")
 
 FAMILY = Family("shift", "Shifts: who is on shift, the rota, swaps and overrides", order=19)
 CONFIG = ConfigSection("shifts", ShiftsConfig)
+
+
+def _create_tables(conn: Connection) -> None:
+    store.create_tables(conn)
+
+
 MIGRATIONS = Migrations("shifts", [(1, "shift overrides, swaps and acknowledged handovers",
-                                    store.create_tables)])
+                                    _create_tables)])
 
 PROVIDER = "shifts"
+# the roles this module's role provider may grant (bot/registry.py collects them: help
+# answered before the database opens must know which commands a dynamic role could change)
+PROVIDES_ROLES = (ROLE,)
 MAX_WEEKS = 52
 
 
@@ -45,13 +65,14 @@ def settings_of(config: Config) -> ShiftsConfig:
 
 async def startup(bot: Any) -> None:
     settings = settings_of(bot.config)
-    service = bot.services.add(ShiftService(bot, settings))
+    service = bot.services.add(shift_service.ShiftService(bot, settings))
     await service.refresh()
     if not service.configured:
         return  # no rota, no ranges: no role provider (it would make any name mentionable)
     bot.gate.add_role_provider(PROVIDER, service.roles_for)
     if settings.channel is not None:
-        schedule_of(bot).register(ShiftSource(service, settings.channel))
+        schedule_service.service_of(bot).register(
+            shift_source.ShiftSource(service, settings.channel))
 
 
 async def shutdown(bot: Any) -> None:
@@ -61,7 +82,7 @@ async def shutdown(bot: Any) -> None:
 @every(60, name="shifts.refresh", jitter=0.1)
 async def refresh(bot: Any) -> None:
     """Re-read the overrides: one made by another bot process counts here within a minute."""
-    service = bot.services.get(ShiftService)
+    service = bot.services.get(shift_service.ShiftService)
     if service is not None:
         await service.refresh()
 
@@ -96,7 +117,7 @@ def check_config(config: Config) -> list[Problem]:
 
 
 def service_of(ctx: Context) -> ShiftService:
-    service = ctx.bot.services.get(ShiftService)
+    service = ctx.bot.services.get(shift_service.ShiftService)
     if service is None or not service.configured:
         raise CommandError("no shifts are configured (shifts.rota or shifts.ranges)")
     return service
@@ -115,7 +136,7 @@ def _person(ctx: Context, name: str) -> str:
 def _dated(parse: Any, *args: Any) -> Any:
     try:
         return parse(*args)
-    except BadDate as exc:
+    except dates.BadDate as exc:
         raise CommandError(str(exc)) from None
 
 
@@ -139,12 +160,12 @@ async def who(ctx: Context) -> Reply:
     service = await _fresh(ctx)
     plan, now = service.plan, clock.utcnow()
     text = ctx.args["date"]
-    day = _dated(parse_day, text, plan, now) if text else None
+    day = _dated(dates.parse_day, text, plan, now) if text else None
     if day is not None:
         slots, label = plan.timeline(*day), f"on {plan.local(day[0]):%a %Y-%m-%d}"
         after = day[1]
     else:
-        at = _dated(parse_instant, text, plan, now) if text else now
+        at = _dated(dates.parse_instant, text, plan, now) if text else now
         slot = plan.slot_at(at)
         slots, label, after = [slot] if slot else [], "at " + views.when(at, plan.zone), at
     upcoming = plan.next_slot(slots[-1].start if slots else after)
@@ -194,10 +215,10 @@ async def list_(ctx: Context) -> Reply:
 async def swap(ctx: Context) -> Reply:
     service = service_of(ctx)
     first, second = _person(ctx, ctx.args["person_a"]), _person(ctx, ctx.args["person_b"])
-    week = _dated(parse_week, ctx.args["week"], service.plan) if ctx.args["week"] else None
+    week = _dated(dates.parse_week, ctx.args["week"], service.plan) if ctx.args["week"] else None
     try:
         done = await service.swap(first, second, week, ctx.caller.label)
-    except ShiftError as exc:
+    except shift_service.ShiftError as exc:
         raise CommandError(str(exc)) from None
     reply = views.swap(ctx.caller.label, done.first, done.second, service.zone)
     channel = service.settings.channel
@@ -222,12 +243,12 @@ async def override(ctx: Context) -> Reply:
     service = await _fresh(ctx)
     person = _person(ctx, ctx.args["person"])
     now = clock.utcnow()
-    start: datetime = _dated(parse_instant, ctx.args["from"], service.plan, now)
-    end: datetime = _dated(parse_instant, ctx.args["to"], service.plan, now)
+    start: datetime = _dated(dates.parse_instant, ctx.args["from"], service.plan, now)
+    end: datetime = _dated(dates.parse_instant, ctx.args["to"], service.plan, now)
     replaced = service.plan.timeline(start, end)
     try:
         ident = await service.override(person, start, end, ctx.caller.label)
-    except ShiftError as exc:
+    except shift_service.ShiftError as exc:
         raise CommandError(str(exc)) from None
     return views.override(ctx.caller.label, person, start, end, ident, replaced, service.zone)
 
@@ -243,13 +264,13 @@ async def ack(ctx: Context) -> Reply:
     service = service_of(ctx)
     try:
         done = await service.acknowledge(ctx.caller)
-    except ShiftError as exc:
+    except shift_service.ShiftError as exc:
         raise CommandError(str(exc)) from None
     notice = views.handover(done.handover, service.zone, done.ack, service.settings.ack_minutes,
                             clock.utcnow())
     # No notice yet (acknowledged ahead, or no channel): the handover shows it when posted.
     with contextlib.suppress(KeyError):
-        await ctx.bot.notices.update(handover_key(done.handover), notice)
+        await ctx.bot.notices.update(shift_service.handover_key(done.handover), notice)
     return views.acknowledged(ctx.caller.label, done.handover, service.zone, done.ahead)
 
 

@@ -12,26 +12,41 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import clock
 from bot.commands import Arg, CommandError, Context, Family, Opt, command, every
 from bot.config import Config, Problem
 from bot.features import ConfigSection, Migrations
+from bot.lazy import lazy_module
 from bot.markup import user
 from bot.reply import Level as ReplyLevel
 from bot.reply import Reply, Table, Visibility
-from bot.status import store, views
 from bot.status.config import StatusConfig
 from bot.status.model import CheckSpec, Level
-from bot.status.notify import REPLY_LEVEL
-from bot.status.service import StatusService, describe
 from bot.timefmt import format_clock
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from bot.status.service import StatusService
+
+# The feature's implementation loads at first use: listing commands (help) imports this
+# module and must not load SQLAlchemy (bot/lazy.py).
+notify = lazy_module("bot.status.notify")
+status_service = lazy_module("bot.status.service")
+store = lazy_module("bot.status.store")
+views = lazy_module("bot.status.views")
 
 FAMILY = Family("status", "Pipeline health: status checks", order=15)
 CONFIG = ConfigSection("status", StatusConfig)
-MIGRATIONS = Migrations("status", [(1, "status results, states and changes",
-                                    store.create_tables)])
+
+
+def _create_tables(conn: Connection) -> None:  # a function: reading store.* loads SQLAlchemy
+    store.create_tables(conn)
+
+
+MIGRATIONS = Migrations("status", [(1, "status results, states and changes", _create_tables)])
 
 TICK_SECONDS = 5  # checks' intervals are honoured to within a tick
 SHOWN = 10  # results and changes `status NAME` lists
@@ -51,20 +66,20 @@ def settings_of(config: Config) -> StatusConfig:
 
 
 async def startup(bot: Any) -> None:
-    bot.services.add(StatusService(bot, settings_of(bot.config)))
+    bot.services.add(status_service.StatusService(bot, settings_of(bot.config)))
 
 
 async def shutdown(bot: Any) -> None:
     # Kept in bot.services (closed): a tick still scheduled must not make a new one.
-    service = bot.services.get(StatusService)
+    service = bot.services.get(status_service.StatusService)
     if service is not None:
         await service.close()
 
 
 def service_of(bot: Any) -> StatusService:
-    service: StatusService | None = bot.services.get(StatusService)
+    service: StatusService | None = bot.services.get(status_service.StatusService)
     if service is None:  # a bot built without the handlers' startup (one-shot tools)
-        service = bot.services.add(StatusService(bot, settings_of(bot.config)))
+        service = bot.services.add(status_service.StatusService(bot, settings_of(bot.config)))
     return service
 
 
@@ -164,7 +179,7 @@ async def status(ctx: Context) -> Reply:
                               service.notify_after(spec))
              for name, spec in service.specs.items() if name in results]
     data = views.overview(lines, time.monotonic() - started)
-    level = REPLY_LEVEL[Level[data["overall"]]]
+    level = notify.REPLY_LEVEL[Level[data["overall"]]]
     return Reply(title=f"status: {data['overall']}", template="status_overview.j2", data=data,
                  level=level)
 
@@ -174,14 +189,14 @@ async def _details(ctx: Context, service: StatusService, spec: CheckSpec) -> Rep
     state = (await service.states()).get(spec.name)
     recent = await ctx.bot.database.run(store.recent_results, spec.name, SHOWN)
     changes = await ctx.bot.database.run(store.history, spec.name, SHOWN)
-    settings = {**describe(spec), "channel": service.channel(spec),
+    settings = {**status_service.describe(spec), "channel": service.channel(spec),
                 "notify_after": service.notify_after(spec),
                 "renotify": service.renotify(spec)}
     now, zone = clock.utcnow(), ctx.bot.config.bot.timezone
     data = views.details(spec, results[spec.name], state, recent, changes, settings, now, zone)
     return Reply(title=f"status {spec.name}: {data['level']}", template="status_check.j2",
                  data=data, table=views.perf_table(results[spec.name].perfdata),
-                 level=REPLY_LEVEL[Level[data["level"]]])
+                 level=notify.REPLY_LEVEL[Level[data["level"]]])
 
 
 @command(

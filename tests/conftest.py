@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,26 @@ async def _close_shared_http() -> AsyncIterator[None]:
     from bot import httpclient
 
     await httpclient.close_all()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the module (tests/postgres.py); the test skips,
+    saying why, where the server binaries are not installed."""
+    from postgres import temporary_postgres
+
+    with temporary_postgres() as url:
+        if url is None:
+            pytest.skip("no PostgreSQL server binaries here (Debian package 'postgresql')")
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The test once on a SQLite file, once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'both.db'}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

@@ -24,16 +24,24 @@ NOT_ON_CONSOLE_HELP = [
     "aiohttp", "httpx", "icalendar", "recurring_ical_events", "slack_bolt", "slack_sdk",
     "mattermostautodriver", "matplotlib", "sentry_sdk", "htcondor",
 ]
+# Nor, until `help` is answered (bot/quickhelp.py: before the database opens), these. Every
+# handler module is imported by then, so none of them may load these at import time.
+NOT_BEFORE_HELP = ["sqlalchemy", "jinja2", "prometheus_client", "apscheduler", "psycopg",
+                   "tzlocal"]
 # `import handlers.condor` stays cheap: the pool backends load when a pool is first used.
 NOT_ON_CONDOR_IMPORT = ["htcondor", "classad2", "aiohttp", "httpx", "sqlalchemy", "matplotlib"]
 
 
 def _imports(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Run ``python -X importtime ARGV``; the process and the modules it imported, in order."""
+    """Run ``python -X importtime ARGV``; the process and the modules it imported, in order.
+    Output and import log share one unbuffered pipe: the log is in order with the output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY")}
+    env["PYTHONUNBUFFERED"] = "1"
     done = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
-    names = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=120)
+    done.stderr = done.stdout
+    names = [line.rsplit("|", 1)[1].strip() for line in done.stdout.splitlines()
              if line.startswith("import time:") and "|" in line]
     return done, names
 
@@ -74,10 +82,39 @@ def console_help(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[st
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Commands you may run here" in done.stdout  # it did answer: not an early exit
     # The handlers were loaded (importlib.import_module is not logged by -X importtime, the
-    # modules the handlers import are): the modules that used to pull the heavy ones in.
-    assert {"bot.registry", "bot.alerts.poll", "bot.meetings.ical", "bot.status.config"} <= set(
-        names)
+    # modules the handlers import are): their config modules.
+    assert {"bot.registry", "bot.alerts.config", "bot.meetings.config", "bot.status.config",
+            "bot.shifts.config"} <= set(names)
     return done.stderr, names
+
+
+def _before_answer(output: str) -> tuple[str, list[str]]:
+    """The import log up to the line the help answer starts with."""
+    head = output.split("shiftbot help\n", 1)
+    assert len(head) == 2, "no help answer in the output"
+    names = [line.rsplit("|", 1)[1].strip() for line in head[0].splitlines()
+             if line.startswith("import time:") and "|" in line]
+    return head[0], names
+
+
+@pytest.mark.parametrize("module", NOT_BEFORE_HELP)
+def test_console_help_answers_before_loading(console_help: tuple[str, list[str]],
+                                             module: str) -> None:
+    stderr, names = _before_answer(console_help[0])
+    assert {"bot.alerts.config", "bot.shifts.config"} <= set(names)  # the handlers are loaded
+    loaded = [n for n in names if n == module or n.startswith(module + ".")]
+    assert not loaded, f"`console -c help` imports {module} before answering: " + _chain(
+        stderr, module)
+
+
+@pytest.mark.parametrize("module", sorted(
+    f"handlers.{p.stem}" for p in (ROOT / "handlers").glob("*.py") if not p.stem.startswith("_")))
+def test_every_handler_module_is_cheap_to_import(module: str) -> None:
+    done, names = _imports(["-c", f"import {module}"], ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    heavy = sorted({n.split(".")[0] for n in names} & set(NOT_BEFORE_HELP + NOT_ON_CONSOLE_HELP))
+    assert not heavy, f"import {module} loads " + "; ".join(_chain(done.stderr, m)
+                                                             for m in heavy)
 
 
 @pytest.mark.parametrize("module", NOT_ON_CONSOLE_HELP)

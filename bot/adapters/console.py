@@ -20,14 +20,18 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from bot.core import Bot, Outcome, OutcomeStatus
 from bot.identity import Inbound
 from bot.markup import plain, resolve, visible
 from bot.messaging.port import MessageRef
+from bot.outcome import Outcome, OutcomeStatus
 from bot.render import render_text
 from bot.reply import Choice, Reply
+
+if TYPE_CHECKING:
+    from bot.core import Bot
+    from bot.quickhelp import QuickAnswer
 
 PROMPT_HELP = ("Console commands: /as PERSON, /anonymous, /channel NAME, /whoami, /quit; "
                "click ID presses a button; /reply N TEXT answers in message N's thread")
@@ -50,6 +54,12 @@ class ConsoleSession:
     @property
     def user_id(self) -> str:
         return self.person or ANONYMOUS_ID
+
+    def inbound(self, text: str) -> Inbound:
+        """A line typed in this session, as the dispatcher receives it."""
+        return Inbound(platform="console", user_id=self.user_id, text=text,
+                       channel_id=self.channel, channel_alias=self.channel,
+                       user_name=self.person)
 
 
 def format_reply(reply: Reply) -> str:
@@ -186,9 +196,7 @@ class ConsoleAdapter:
         return await self.bot.handle(self.inbound(line), progress=self.progress)
 
     def inbound(self, text: str) -> Inbound:
-        return Inbound(platform="console", user_id=self.session.user_id, text=text,
-                       channel_id=self.session.channel, channel_alias=self.session.channel,
-                       user_name=self.session.person)
+        return self.session.inbound(text)
 
     def print(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -199,9 +207,14 @@ class ConsoleAdapter:
         # for the terminal, so no sentinel reaches it and marked spans show what they hide.
         self.print("... " + resolve(text, "console"))
 
-    async def run_once(self, text: str) -> int:
-        """One-shot mode: run a line, print the reply, return the exit code."""
+    async def run_once(self, text: str, answered: QuickAnswer | None = None) -> int:
+        """One-shot mode: run a line, print the reply, return the exit code. ``answered``: the
+        line was answered before the bot started (bot/quickhelp.py): only audit it."""
         await self.start()
+        if answered is not None:
+            self.bot.record_answered(self.inbound(text), answered.seconds,
+                                     failed=answered.status == OutcomeStatus.ERROR)
+            return EXIT_CODES[answered.status]
         outcome = await self.dispatch(text)
         self.print(format_reply(outcome.reply))
         if outcome.status == OutcomeStatus.PENDING and outcome.request_id:

@@ -31,6 +31,10 @@ def _seconds(value: Any) -> Any:
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 
+# The polling job's period: polls start within this of their instant. Here, not in the heavy
+# bot/alerts/poll.py (which re-exports it), because handlers/alerts.py's @every reads it at import.
+POLL_TICK_SECONDS = 30
+
 
 class PollConfig(Strict):
     interval: Seconds = Field(300, ge=30, le=86400)  # between two polls of a project

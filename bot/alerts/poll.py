@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 
 from bot.alerts import inbox, payloads
-from bot.alerts.config import SentryConfig
+from bot.alerts.config import POLL_TICK_SECONDS, SentryConfig
 from bot.alerts.model import SentryAlert
 from bot.alerts.sentry_api import SentryApi, SentryError
 from bot.jobs import CLAIM_MARGIN
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 30  # the job's period: polls start within this of their instant
+TICK_SECONDS = POLL_TICK_SECONDS  # the job's period (declared in config.py: read at import)
 
 
 def instant(now: datetime, interval: float) -> datetime:

@@ -17,15 +17,26 @@ arriving hours later is a new delivery). Keys name the work:
 
 Inside a transaction of its own (a batch of work claimed together with what it changes),
 code calls :func:`claim_in` / :func:`release_in` on that connection instead.
+
+What happens to claims is told to an optional :class:`ClaimObserver` (``Claims.observer``;
+the bot's Metrics once ``/metrics`` is served): each inbound delivery's result, and each
+*conflict*, a claim found held by another process or a held one lost to another, by its kind
+(the key's first part: ``job``, ``notices``, ``alerts``, ``restart``, ``inbound``...).
+:func:`claim_in` is called with an owner only (by the outbox and the alerts service, on a
+database thread), so observers are found by owner. An inbound delivery found taken is no
+conflict but a ``duplicate`` result (with several replicas most are).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
+import weakref
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import Connection, Insert, bindparam, case, delete, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,6 +45,38 @@ from bot import db
 
 MAX_KEY = 300
 DONE = "done:"  # the owner of a finished inbound claim is ``done:<who finished it>``
+# An inbound delivery's claim result (ClaimObserver.inbound_claim): run here; another replica
+# or a retry has it; run here after its holder stopped; not run, the database not answering.
+CLAIMED, DUPLICATE, TAKEN_OVER, FAILED = "claimed", "duplicate", "takeover", "error"
+INBOUND_RESULTS = (CLAIMED, DUPLICATE, TAKEN_OVER, FAILED)
+_KIND = re.compile(r"[a-z][a-z0-9_-]{0,30}")  # keys are built by code: "<kind>:<...>"
+
+
+class ClaimObserver(Protocol):
+    """Told what happens to claims (the bot's Metrics); called on the event loop and on
+    database threads alike, so it only counts."""
+
+    def inbound_claim(self, platform: str, result: str) -> None: ...
+
+    def claim_conflict(self, kind: str) -> None: ...
+
+
+def claim_kind(key: str) -> str:
+    """A key's kind, for counting: its first part (a bounded set, named by the code)."""
+    head = key.split(":", 1)[0]
+    return head if ":" in key and _KIND.fullmatch(head) else "other"
+
+
+# owner -> its Claims, for claim_in's callers that pass only the owner (weak: bots come and go)
+_BY_OWNER: weakref.WeakValueDictionary[str, Claims] = weakref.WeakValueDictionary()
+
+
+def _conflict(owner: str, keys: Iterable[str]) -> None:
+    claims = _BY_OWNER.get(owner)
+    observer = claims.observer if claims is not None else None
+    if observer is not None:
+        for key in keys:
+            observer.claim_conflict(claim_kind(key))
 
 
 class Won(NamedTuple):
@@ -62,9 +105,23 @@ def process_owner() -> str:
 
 
 class Claims:
-    def __init__(self, database: db.Database, owner: str | None = None) -> None:
+    def __init__(self, database: db.Database, owner: str | None = None,
+                 observer: ClaimObserver | None = None) -> None:
         self.database = database
         self.owner = owner or process_owner()
+        self.observer = observer
+
+    @property
+    def observer(self) -> ClaimObserver | None:
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: ClaimObserver | None) -> None:
+        self._observer = observer
+        if observer is not None:
+            _BY_OWNER[self.owner] = self
+        elif _BY_OWNER.get(self.owner) is self:
+            del _BY_OWNER[self.owner]
 
     async def claim(self, key: str, ttl: timedelta) -> bool:
         """Take ``key`` for ``ttl``; False when someone holds it (or held it and it has not
@@ -117,6 +174,7 @@ class Claims:
             return set()
         names = {_key(k): k for k in keys}
         done = await self.database.run(func, list(names), self.owner, ttl)  # type: ignore[arg-type]
+        _conflict(self.owner, set(names) - set(done))  # no longer ours: taken over
         return {names[k] for k in done}
 
     async def sweep(self) -> int:
@@ -164,8 +222,11 @@ def claim_in(conn: Connection, key: str, owner: str, ttl: timedelta, *,
     extended). One statement, so the database decides a race: of two processes, one wins."""
     now = db.utcnow()
     dialect = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
-    return conn.execute(_CLAIM[dialect, renew], {
+    won = conn.execute(_CLAIM[dialect, renew], {
         "c_key": key, "c_owner": owner, "c_now": now, "c_until": now + ttl}).first() is not None
+    if not won:
+        _conflict(owner, (key,))
+    return won
 
 
 _C = db.claims.c

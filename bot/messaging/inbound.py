@@ -24,6 +24,10 @@ The claim (``inbound:<platform>:<delivery id>`` in ``bot.claims``) is a short *l
   A claim that lapsed before this replica even saw the delivery (a late websocket, a replay)
   is a takeover too: :meth:`Claims.claim_delivery` tells it from a new delivery.
 
+Every delivery ``first`` decides is told to the claims' observer once, when it is decided
+(``shiftbot_inbound_claims_total``): claimed, duplicate (a repeat here, a claim done or held
+elsewhere; a stood-back one when its wait ends), takeover, or error (not run, fail-closed).
+
 Cost when nobody dies: no extra round trip per message to the database thread. A lost claim
 reads the row in the same transaction (one more statement), so a replay of a finished delivery
 is refused at once and only one still running elsewhere is kept; the done marks and renewals
@@ -63,7 +67,7 @@ from sqlalchemy import Connection, select
 
 from bot import clock, db
 from bot.dedupe import RecentKeys
-from bot.messaging.claims import Claims, Won
+from bot.messaging.claims import CLAIMED, DUPLICATE, FAILED, TAKEN_OVER, Claims, Won
 from bot.reply import Level, Reply, Visibility
 from bot.secrets import masker
 
@@ -87,6 +91,10 @@ class Takeover:
 
 # Set for the task that runs a taken-over delivery; read (once) by the core.
 TAKEOVER: ContextVar[Takeover | None] = ContextVar("inbound_takeover", default=None)
+# Set for the task that runs a delivery this process claimed. On a database replicas share,
+# the core puts such a command on the audit trail before it runs: a replica that takes the
+# delivery over finds it there and does not run it a second time (bot/core.py).
+UNDER_CLAIM: ContextVar[bool] = ContextVar("inbound_under_claim", default=False)
 
 # Claim key -> the task holding it, across every InboundClaims of this process: a task must
 # never wait for a delivery it holds itself.
@@ -128,6 +136,7 @@ class InboundClaims:
         if not key:
             return True  # nothing to recognise a repeat by
         if not self.local.first_time(key):
+            self._count(DUPLICATE)
             return False  # this process saw it already (and claimed it, or lost the claim)
         full = self._full(key)
         try:
@@ -139,6 +148,7 @@ class InboundClaims:
             self.local.forget(key)
             log.error("could not claim %s delivery %s (%s: %s); not running it", self.platform,
                       key, type(exc).__name__, exc)
+            self._count(FAILED)
             return False
         taken = None
         if not isinstance(won, Won):  # held by another replica, or done already
@@ -146,15 +156,24 @@ class InboundClaims:
             taken = await self._stand_back(full) if live and wait and self._may_wait(full) \
                 else None
             if taken is None:
+                self._count(DUPLICATE)
                 return False
         elif won.taken_over:  # its holder's lease ran out before this replica even saw it
             taken = Takeover(full, won.since)
+        self._count(CLAIMED if taken is None else TAKEN_OVER)
         if taken is not None:
             TAKEOVER.set(taken)
             log.warning("took over %s delivery %s: the replica handling it stopped (first "
                         "claimed %s)", self.platform, key, taken.since.isoformat())
         self._hold(full, asyncio.current_task())
+        UNDER_CLAIM.set(True)
         return True
+
+    def _count(self, result: str) -> None:
+        """Tell the claims' observer (the bot's Metrics, when it serves /metrics)."""
+        observer = self.claims.observer
+        if observer is not None:
+            observer.inbound_claim(self.platform, result)
 
     def hold(self, key: str, task: asyncio.Task[Any]) -> None:
         """The claim on ``key`` (won by ``first``) lasts while ``task`` runs, not the caller."""
@@ -353,6 +372,10 @@ def _ran_reply(row: Any) -> Reply:
     if row.request_id and not row.outcome:  # a confirmation or approval was asked for
         text = (f"The replica handling this stopped; the command was not run again: it is "
                 f"request {row.request_id} ({row.decision}). Answer that request.")
+    elif row.outcome == "running":  # it started, and its replica stopped before it ended
+        text = ("The replica handling this stopped while the command was running; it was not "
+                "run again and may or may not have finished ('audit' shows the record). "
+                "Check, then run it again if it is still needed.")
     else:
         detail = f" ({row.detail})" if row.detail else ""
         text = (f"The replica handling this stopped; the command ran: "

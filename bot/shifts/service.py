@@ -21,6 +21,7 @@ from bot.schedule.local import to_utc
 from bot.schedule.model import occurrence_key
 from bot.shifts import store
 from bot.shifts.config import ShiftsConfig
+from bot.shifts.roles import ROLE  # defined there (light); still importable from here
 from bot.shifts.rota import (
     BaseRota,
     Handover,
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROLE = "on-shift"
 OVERRIDE_PERMISSION = "shift.override"
 KEEP_DAYS = 400  # overrides that ended longer ago are not laid over the rota any more
 

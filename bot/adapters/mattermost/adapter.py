@@ -27,8 +27,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from prometheus_client import Counter
-
 from bot.adapters.aliases import AliasTable
 from bot.adapters.mattermost.actions import ActionSigner, derive_key
 from bot.adapters.mattermost.answers import Answers
@@ -88,7 +86,7 @@ class MattermostAdapter:
         self._last_ok: float | None = None
         self._problem = "not started"
         self._stopping = False
-        self._reconnects = _reconnect_counter(bot)
+        self._attempts = bot.metrics.connection_attempts()
         self.composer = Composer(bot.config, config, self.signer,
                                  bot.actions.ttl.total_seconds())
         self.answers = Answers(bot, self.outbox, self.composer, self.spawn)
@@ -216,6 +214,8 @@ class MattermostAdapter:
                             "use Mattermost until the config is fixed", key, username, key)
 
     def _on_ready(self, socket: EventSocket) -> None:
+        if self._ready.is_set():  # ready before: a reconnect (resumed or new)
+            self.bot.metrics.count_reconnect(self.name)
         self._ready.set()
         self._last_ok = self.clock()
         self._problem = "connected"
@@ -223,7 +223,7 @@ class MattermostAdapter:
                  socket.connection_id or "resumed", socket.server_version or "?")
 
     def _count_reconnect(self) -> None:
-        self._reconnects.inc()
+        self._attempts.inc()
 
     async def _probe(self) -> ComponentState:
         """Health: a working socket now, or broken for less than ``unhealthy_after``."""
@@ -252,15 +252,3 @@ class MattermostAdapter:
         """The configured alias (``ops``) of a channel, by its id only: a request's
         ``channel_name`` may name an ``ops`` of another team."""
         return self.aliases.alias_for(channel_id)
-
-
-def _reconnect_counter(bot: Bot) -> Counter:
-    """``shiftbot_mattermost_reconnects_total`` on the bot's registry (created once per bot)."""
-    existing = getattr(bot.metrics, "mattermost_reconnects", None)
-    if existing is None:
-        existing = Counter("shiftbot_mattermost_reconnects",
-                           "Mattermost socket connection attempts after the first",
-                           registry=bot.metrics.registry)
-        bot.metrics.mattermost_reconnects = existing  # type: ignore[attr-defined]
-    return existing
-

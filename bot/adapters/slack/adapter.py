@@ -150,7 +150,8 @@ class SlackAdapter:
                 ping_interval=interval)
             self.watchdog = SocketWatchdog(
                 self.handler.client, ping_interval=self.config.ping_interval_seconds,
-                unhealthy_after=self.config.unhealthy_after_seconds)
+                unhealthy_after=self.config.unhealthy_after_seconds,
+                on_reconnect=lambda: self.bot.metrics.count_reconnect(self.name))
             self.bot.health.register("slack", self.watchdog.probe)
             connect = self._spawn(self.handler.connect_async())
             await asyncio.wait({connect}, timeout=STARTUP_WAIT)

@@ -91,7 +91,8 @@ class SocketWatchdog:
     """Watches a slack_sdk aiohttp ``SocketModeClient`` (``handler.client``)."""
 
     def __init__(self, client: Any, *, ping_interval: float, unhealthy_after: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_reconnect: Callable[[], None] | None = None) -> None:
         self.client = client
         self.ping_interval = ping_interval
         self.unhealthy_after = unhealthy_after
@@ -101,6 +102,8 @@ class SocketWatchdog:
         self.last_ok: float | None = None  # monotonic time the connection was last working
         self.last_heard = 0.0  # wall time of the last frame from Slack
         self.forced_reconnects = 0
+        self.reconnects = 0  # sessions seen after the first (slack_sdk's or forced)
+        self.on_reconnect = on_reconnect
         self.stopped = False
         self._session: Any = None
         self._session_since = clock()
@@ -119,12 +122,19 @@ class SocketWatchdog:
         if client.closed or session is None or session.closed or client.stale:
             return False
         if session is not self._session:
+            if self._session is not None:
+                self._reconnected()
             self._session, self._session_since = session, self.clock()
         heard = max(self.last_heard, client.last_ping_pong_time or 0.0)
         if heard and time.time() - heard < self.dead_after:
             return True
         # a brand-new session that has not spoken yet gets the same grace
         return self.clock() - self._session_since < self.dead_after and heard == 0.0
+
+    def _reconnected(self) -> None:
+        self.reconnects += 1
+        if self.on_reconnect is not None:
+            self.on_reconnect()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="slack-socket-watchdog")
