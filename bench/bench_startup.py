@@ -325,7 +325,8 @@ NEEDED_LIBRARIES = ("sqlalchemy", "pydantic", "yaml", "jinja2", "prometheus_clie
 
 
 def library_floor_rss(runs: int) -> list[float]:
-    code = f"import {', '.join(NEEDED_LIBRARIES)}; print('ready', flush=True); input()"
+    code = (f"import sys, {', '.join(NEEDED_LIBRARIES)}; print('ready', flush=True); "
+            "sys.stdin.read()")
     found = []
     for _ in range(runs):
         proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
