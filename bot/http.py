@@ -384,5 +384,5 @@ class HttpServer:
         return web.json_response(report.body(), status=200 if report.ready else 503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.exposition(),
+        return web.Response(body=await self.metrics.scrape(),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

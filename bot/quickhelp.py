@@ -20,9 +20,11 @@ Otherwise :func:`answer_help` returns None and the line runs the usual way.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bot.commands import Context
 from bot.config import Config, ConfigError
@@ -36,6 +38,11 @@ from bot.registry import Registry, RegistryError
 from bot.render import Renderer, render_text, template_dirs
 from bot.reply import Reply
 from bot.services import Services
+
+if TYPE_CHECKING:
+    from bot.core import Bot
+
+log = logging.getLogger(__name__)
 
 QUICK_COMMAND = "help"
 # More roles than this (2**n combinations to compare): answer the usual way.
@@ -104,6 +111,22 @@ async def answer_help(config: Config, registry: Registry, inbound: Inbound) -> Q
     assert reply is not None
     rendered = Renderer(template_dirs(config), config.bot.max_table_rows).render_sync(reply)
     return QuickAnswer(rendered, status_of(rendered))
+
+
+async def check_answer(bot: Bot, inbound: Inbound, answered: QuickAnswer) -> bool:
+    """Once the bot has started: does it answer as the printed answer said? A role provider
+    whose handler module declares no ``PROVIDES_ROLES`` would make them differ; that is logged
+    for the module's author (the answer was already given). False when they differ."""
+    parsed = parse(bot.registry, inbound.text)
+    context = Context(bot, bot.directory.caller(inbound), parsed.spec, parsed.args, "check")
+    reply = bot.renderer.render_sync(await parsed.spec.handler(context))
+    if render_text(reply, "console") == render_text(answered.reply, "console"):
+        return True
+    log.warning("'%s' was answered before start-up, and the started bot answers otherwise: a "
+                "handler module adds a role provider (%s) without declaring the roles it may "
+                "grant in PROVIDES_ROLES (bot/quickhelp.py)", inbound.text[:60],
+                ", ".join(sorted(bot.gate.providers)) or "none")
+    return False
 
 
 def _subsets(roles: list[str]) -> Iterator[tuple[str, ...]]:

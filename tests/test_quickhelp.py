@@ -8,6 +8,7 @@ it prints the answer, audits it once the bot has started, and keeps its exit cod
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from bot import clock
 from bot.adapters.console import ConsoleSession, format_reply
 from bot.config import load_config
 from bot.lifecycle import Lifecycle
-from bot.quickhelp import console_help
+from bot.quickhelp import check_answer, console_help
 
 ROOT = Path(__file__).resolve().parents[1]
 PEOPLE = ["alice", "bob", "carol", "dave", None]
@@ -133,3 +134,22 @@ def test_a_broken_config_prints_its_problems_and_no_help(tmp_path: Path) -> None
     assert done.returncode == 1
     assert "Commands you may run here" not in done.stdout
     assert "shifts.channel" in done.stderr
+
+
+async def test_an_undeclared_role_provider_is_reported_once_the_bot_has_started(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _demo(tmp_path)
+    inbound = ConsoleSession("alice").inbound("help")
+    answered = await console_help(load_config(path), inbound)
+    assert answered is not None
+    life = Lifecycle(load_config(path), http=False, jobs=False)
+    bot = await life.start()
+    try:
+        assert await check_answer(bot, inbound, answered)  # as declared: the same answer
+        # A module that hands out roles without declaring them in PROVIDES_ROLES:
+        bot.gate.add_role_provider("undeclared", lambda caller: ["expert"])
+        with caplog.at_level(logging.WARNING, logger="bot.quickhelp"):
+            assert not await check_answer(bot, inbound, answered)
+        assert "PROVIDES_ROLES" in caplog.text and "undeclared" in caplog.text
+    finally:
+        await life.stop()

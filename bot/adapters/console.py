@@ -214,6 +214,9 @@ class ConsoleAdapter:
         if answered is not None:
             self.bot.record_answered(self.inbound(text), answered.seconds,
                                      failed=answered.status == OutcomeStatus.ERROR)
+            from bot.quickhelp import check_answer
+
+            await check_answer(self.bot, self.inbound(text), answered)
             return EXIT_CODES[answered.status]
         outcome = await self.dispatch(text)
         self.print(format_reply(outcome.reply))

@@ -224,7 +224,10 @@ def claim_in(conn: Connection, key: str, owner: str, ttl: timedelta, *,
     dialect = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
     won = conn.execute(_CLAIM[dialect, renew], {
         "c_key": key, "c_owner": owner, "c_now": now, "c_until": now + ttl}).first() is not None
-    if not won:
+    if not won and conn.execute(select(db.claims.c.owner).where(
+            db.claims.c.key == key)).scalar() != owner:
+        # Held by another process: a conflict. Held by this one already (a job asking again
+        # within its own instant) is not one.
         _conflict(owner, (key,))
     return won
 

@@ -184,10 +184,14 @@ class InboundClaims:
         self._done(self._full(key))
 
     def _done(self, full: str) -> None:
+        self._let_go(full)
+        self._finish(full)
+
+    def _let_go(self, full: str) -> None:
+        """Stop holding ``full``: no more renewals (its task may still run)."""
         entry = self._held.pop(full, None)
         if entry is not None and _HELD_HERE.get(full) is entry[0]:
             del _HELD_HERE[full]
-        self._finish(full)
 
     @property
     def waiting(self) -> int:
@@ -298,6 +302,7 @@ class InboundClaims:
         for lost in set(keys) - kept:
             log.error("lost the claim on %s while running it (renewed too late?); another "
                       "replica may run it too", lost)
+            self._let_go(lost)  # another's now: neither renewed nor marked done (nor counted)
 
     async def _look_at_waiting(self) -> None:
         mono = time.monotonic()
