@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_console(args))
         except DatabaseError as exc:
             return _fail(str(exc))
+        except BrokenPipeError:  # `shiftbot console -c help | head`: the reader left
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         except KeyboardInterrupt:  # Ctrl-C at a prompt: leave at once, no traceback
             # The bot is closed by now (its finally ran). A daemon thread still blocked in
             # input() holds stdin's lock, which a normal interpreter exit would wait on and
