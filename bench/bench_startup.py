@@ -1,26 +1,16 @@
 """Start-up and memory: shiftbot against Errbot 6.2.1 and opsdroid 0.31, side by side, one run.
 
-Metric 1, first reply: wall time from spawning the process to the reply to ``help`` appearing
-on its stdout (every process runs with PYTHONUNBUFFERED=1, so a reply is seen when written, not
-when a pipe buffer is flushed at exit); the measured process pinned to core 1, this process and
-the fake servers to core 0; median of 7 after one unmeasured warm-up run each.
-
-* shiftbot: ``shiftbot console --config <demo> -c help`` (the one-shot console: the target)
-  and the interactive console fed ``help`` on stdin (for its RSS next to the peers').
-* Errbot 6.2.1: ``errbot -c config.py`` with ``BACKEND = "Text"`` fed ``!help``.
-* opsdroid 0.31: its shell connector fed ``help`` with the help skill (opsdroid/skill-help,
-  embedded below). opsdroid 0.31's shell connector keeps the event loop of its loader
-  (``anyio.run``, closed by the time it listens) and never reads stdin: it is loaded through a
-  three-line subclass that takes the running loop instead. Nothing else is changed.
-
-Metric 2, RSS: VmRSS 1 s after the reply (peers, interactive console) and 1 s after
-``/readyz`` first answers 200 for ``shiftbot run`` with Slack (Socket Mode) and Mattermost
-both configured and connected, against the fakes of tests/fakes in a helper process.
-
-The peers are installed into throwaway venvs (``--peers-dir``); a peer that cannot be installed
-or started is skipped with the reason printed, never estimated.
-Targets (issue #16): shiftbot's first reply <= 0.8x Errbot's; idle RSS of ``shiftbot run`` <=
-Errbot's text-mode RSS. Run: .venv/bin/python bench/bench_startup.py [--runs 7]
+First reply: wall time from spawning the process to the reply to ``help`` on its stdout
+(PYTHONUNBUFFERED=1), pinned to core 1 (this process and the fakes on core 0), median of 7
+after one unmeasured warm-up each: ``shiftbot console -c help`` (the target), the interactive
+console fed ``help``, Errbot's Text backend fed ``!help``, opsdroid's shell with the help skill
+(loaded through a three-line subclass: 0.31's shell keeps its loader's closed loop). RSS: 1 s
+after the reply; for ``shiftbot run`` with Slack and Mattermost on the fakes of tests/fakes, 1 s
+after ``/readyz`` answers 200; and the floor, a bare python importing only the libraries that
+run needs. Peers are installed into throwaway venvs (``--peers-dir``); one that cannot be is
+skipped with the reason printed. Method and results: docs/performance.md.
+Targets (issue #16): first reply <= 0.8x Errbot's; idle RSS of ``shiftbot run`` <= Errbot's.
+Run: .venv/bin/python bench/bench_startup.py [--runs 7]
 """
 
 from __future__ import annotations

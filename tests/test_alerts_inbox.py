@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from fakes.sentry_sender import resource_of, sample, samples, variant
-from postgres import temporary_postgres
 
 from bot.alerts import inbox, tables
 from bot.alerts.model import SentryAlert
@@ -28,14 +27,6 @@ def alert_of(payload: dict) -> tuple[SentryAlert, str]:  # type: ignore[type-arg
              else parse_webhook(resource, body.encode()))
     assert alert is not None
     return alert, body
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with temporary_postgres() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server binaries here (Debian package 'postgresql')")
-        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from postgres import temporary_postgres
 
 from bot import db
 from bot.clock import ManualClock, use_clock
@@ -43,14 +41,6 @@ async def race(url: str, keys: int = 50, replicas: int = 3) -> dict[str, list[st
 async def test_one_winner_per_key_on_sqlite(tmp_path: Path) -> None:
     winners = await race(f"sqlite:///{tmp_path / 'c.db'}")
     assert len(winners) == 50 and all(len(w) == 1 for w in winners.values())
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with temporary_postgres() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server binaries here (Debian package 'postgresql')")
-        yield url
 
 
 @pytest.mark.postgres

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sample_handlers
 from conftest import console
-from postgres import temporary_postgres
 from sqlalchemy import func, select, text
 
 from bot import db
@@ -79,14 +77,6 @@ def assert_batched_rows_equal_core_inserts(url: str) -> None:
 
 def test_audit_batches_store_what_core_inserts_store_on_sqlite(tmp_path: Path) -> None:
     assert_batched_rows_equal_core_inserts(f"sqlite:///{tmp_path / 'audit.db'}")
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with temporary_postgres() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server binaries here (Debian package 'postgresql')")
-        yield url
 
 
 @pytest.mark.postgres

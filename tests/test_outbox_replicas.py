@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from conftest import BASE, CORE_HANDLERS, deep_merge
 from notice_platform import FakePlatform
-from postgres import temporary_postgres
 
 from bot import db
 from bot.config import parse_config
@@ -24,14 +23,6 @@ from bot.reply import Reply
 
 NOTICES = {"retry_min_seconds": 1, "retry_max_seconds": 2, "poll_seconds": 0.05,
            "send_timeout_seconds": 2, "flush_timeout_seconds": 2}
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with temporary_postgres() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server binaries here (Debian package 'postgresql')")
-        yield url
 
 
 def database_urls(tmp_path: Path, request: Any) -> str:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from conftest import console
 from fakes.gitlab import FakeGitLab, GitLabState
-from postgres import temporary_postgres
 from test_restart_support import (
     TRIGGER_TOKEN,
     confirm,
@@ -222,14 +221,6 @@ async def test_one_restart_per_target_across_two_bots(make_bot: Any, make_config
                                                       gitlab: FakeGitLab) -> None:
     first, second = await two_bots(make_bot, make_config, pipeline_config(gitlab))
     await check_one_at_a_time(first, second, gitlab)
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with temporary_postgres() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server binaries here (Debian package 'postgresql')")
-        yield url
 
 
 @pytest.mark.postgres

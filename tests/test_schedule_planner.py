@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import time_machine
 from notice_platform import FakePlatform
-from postgres import temporary_postgres
 from test_schedule_rig import (
     MONDAY_REPORT,
     REPORT_KEY,
@@ -34,14 +32,6 @@ from bot.schedule import store
 from bot.schedule.model import FAILED, FIRED, FIRING, MISSED, SKIPPED, Occurrence
 
 __all__ = ["clock", "workspace"]  # fixtures
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with temporary_postgres() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server binaries here (Debian package 'postgresql')")
-        yield url
 
 
 def fresh_postgres(url: str) -> str:
