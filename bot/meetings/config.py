@@ -29,6 +29,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bot.configbase import Strict
 from bot.integrations.github import GitHubConfig
+from bot.schedule.config import Weekdays
 from bot.schedule.local import weekday_number, zone_info
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$"
@@ -61,25 +62,13 @@ class Link(Strict):
 class MeetingRule(Strict):
     """Weekly (``every_weeks: 2``: biweekly, counted from ``start_date``'s week)."""
 
-    days: list[str | int] = Field(min_length=1)  # mon .. sun
+    days: Weekdays
     time: time  # local wall time in the series' zone
     duration_minutes: float = Field(60, gt=0, le=24 * 60)
     every_weeks: int = Field(1, ge=1, le=52)
     start_date: date | None = None  # the parity week of a biweekly rule; none before it
     end_date: date | None = None
     skip_dates: list[date] = Field(default_factory=list)  # holidays: no meeting that day
-
-    @field_validator("days", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, (str, int)) else value
-
-    @field_validator("days")
-    @classmethod
-    def _weekdays(cls, value: list[str | int]) -> list[str | int]:
-        for day in value:
-            weekday_number(day)
-        return value
 
     @property
     def weekdays(self) -> list[int]:

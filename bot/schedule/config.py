@@ -15,9 +15,9 @@ every N weeks from a start date), daily, or once a few minutes after the bot sta
 from __future__ import annotations
 
 from datetime import date, time
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from bot.configbase import Strict
 from bot.schedule.local import weekday_number, zone_info
@@ -31,25 +31,27 @@ def _check_zone(value: str | None) -> str | None:
     return value
 
 
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, (str, int)) else value
+
+
+def _weekdays(value: list[str | int]) -> list[str | int]:
+    for day in value:
+        weekday_number(day)  # ValueError names the bad one
+    return value
+
+
+# Days of a weekly rule: mon .. sun (or monday .. sunday, 0 .. 6); one day may stand alone.
+Weekdays = Annotated[list[str | int], BeforeValidator(_one_or_many), AfterValidator(_weekdays),
+                     Field(min_length=1)]
+
 class WeeklyRule(Strict):
-    days: list[str | int] = Field(min_length=1)  # mon .. sun (or monday .. sunday, 0 .. 6)
+    days: Weekdays
     time: time  # local wall time, "16:00"
     zone: str | None = None  # IANA name; default bot.timezone
     every_weeks: int = Field(1, ge=1, le=52)  # 2: biweekly, counted from start_date's week
     start_date: date | None = None  # no occurrence before it
     end_date: date | None = None  # none after it
-
-    @field_validator("days", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, (str, int)) else value
-
-    @field_validator("days")
-    @classmethod
-    def _weekdays(cls, value: list[str | int]) -> list[str | int]:
-        for day in value:
-            weekday_number(day)  # ValueError names the bad one
-        return value
 
     _zone = field_validator("zone")(_check_zone)
 
